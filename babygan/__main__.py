@@ -1,0 +1,3 @@
+from babygan.cli import main
+
+main()

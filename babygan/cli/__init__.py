@@ -1,0 +1,77 @@
+"""The ``babygan`` command: a click group whose commands live in this package.
+
+Command modules must stay cheap to import: TensorFlow, dlib and friends are
+imported inside the command functions, so ``babygan --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from babygan import __version__
+from babygan.errors import BabyganError
+
+
+class _Group(click.Group):
+    """Turns a BabyganError anywhere below into ``Error: <message>`` and exit 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BabyganError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="babygan")
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="BABYGAN_MODELS_DIR",
+    help="Where model files are kept (default: $BABYGAN_HOME/models, "
+    "else the user cache dir).",
+)
+def main(models_dir: Path | None) -> None:
+    """Predict a child's face from photos of two parents, with StyleGAN."""
+    _log_to_stderr()
+    if models_dir is not None:
+        from babygan import models
+
+        models.use_models_dir(models_dir)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (click's test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Library warnings and notes (logger "babygan") go to stderr, one line each."""
+    logger = logging.getLogger("babygan")
+    if not any(getattr(h, "_babygan", False) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("babygan: %(message)s"))
+        handler._babygan = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _register() -> None:
+    from babygan.cli import models as models_cmd
+
+    main.add_command(models_cmd.models)
+
+
+_register()

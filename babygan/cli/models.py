@@ -1,0 +1,97 @@
+"""``babygan models``: list, fetch, verify and locate the registry's files."""
+
+from __future__ import annotations
+
+import click
+
+from babygan import models as registry
+
+
+@click.group()
+def models() -> None:
+    """Model files: list, fetch, verify, path."""
+
+
+def _state(status: registry.FileStatus) -> tuple[str, str]:
+    if not status.present:
+        return "absent", "-"
+    if not status.entry.pinned:
+        return "present", f"unpinned (sha256 {status.sha256[:12]}...)"
+    return "present", "ok" if status.verified else "MISMATCH"
+
+
+@models.command("list")
+def list_models() -> None:
+    """Every known file: name, size, licence, present, verified."""
+    rows = [("NAME", "ALIASES", "SIZE", "PRESENT", "VERIFIED", "LICENCE")]
+    for entry in registry.manifest().values():
+        present, verified = _state(registry.file_status(entry))
+        rows.append(
+            (
+                entry.name,
+                ",".join(entry.aliases) or "-",
+                registry.human_size(entry.size),
+                present,
+                verified,
+                entry.licence,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    click.echo(f"\nmodels directory: {registry.models_dir()}")
+
+
+@models.command("fetch")
+@click.argument("names", nargs=-1)
+@click.option("--all", "fetch_all", is_flag=True, help="Fetch every file in the registry.")
+@click.option("--force", is_flag=True, help="Download again even when a verified copy is present.")
+def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
+    """Download NAMES (file names or aliases) into the models directory, verified."""
+    if fetch_all:
+        names = tuple(registry.manifest())
+    if not names:
+        raise click.UsageError("name at least one file, or pass --all (see `babygan models list`)")
+    failed = []
+    for name in names:
+        try:
+            path = registry.fetch(name, force=force, echo=lambda m: click.echo(m, err=True))
+        except registry.ModelFileError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed.append(name)
+            continue
+        click.echo(f"{path}")
+    if failed:
+        raise SystemExit(1)
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+def verify(names: tuple[str, ...]) -> None:
+    """Re-hash the files present (or NAMES) and compare them with the registry."""
+    bad = 0
+    for status in registry.verify(names or None):
+        if not status.present:
+            if names:
+                click.echo(f"{status.entry.name}: absent ({status.path})")
+                bad += 1
+            continue
+        if not status.entry.pinned:
+            click.echo(f"{status.entry.name}: unpinned, sha256 {status.sha256}")
+        elif status.verified:
+            click.echo(f"{status.entry.name}: ok")
+        else:
+            click.echo(
+                f"{status.entry.name}: MISMATCH: expected sha256 {status.entry.sha256}, got {status.sha256} "
+                f"({status.path}); `babygan models fetch {status.entry.name}` replaces it"
+            )
+            bad += 1
+    if bad:
+        raise SystemExit(1)
+
+
+@models.command("path")
+@click.argument("name")
+def path(name: str) -> None:
+    """Print where NAME lives in the models directory (present or not)."""
+    click.echo(str(registry.model_path(registry.lookup(name))))

@@ -1,0 +1,423 @@
+"""The registry of model files: where they live, how they are fetched and verified.
+
+Every file the pipeline downloads is listed in ``models/manifest.toml`` with its
+mirrors, size, SHA-256 and licence. Files are fetched by name (or alias) into the
+models directory, written to a temporary file and renamed only once the hash
+matches, and re-verified when reused (a small ``.sha256`` stamp beside each file
+records the hash for its size and mtime, so re-verification costs nothing unless
+the file changed). Wherever a name is accepted, a local path is accepted too.
+
+Downloads use pooch (streaming, temp file + atomic move, hash check) with a tqdm
+progress bar; the directories come from platformdirs.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sys
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from babygan.atomic import atomic_path
+from babygan.errors import ModelFileError
+
+__all__ = ["ModelFileError", "cache_dir", "fetch", "lookup", "resolve_model_file", "sha256_file"]
+
+log = logging.getLogger("babygan")
+
+HOME_ENV = "BABYGAN_HOME"
+MIRROR_ENV = "BABYGAN_MIRROR"
+#: seconds to wait for a server to connect or send the next bytes
+DOWNLOAD_TIMEOUT = 30.0
+
+_models_dir_override: Path | None = None
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One entry of the manifest."""
+
+    name: str
+    kind: str
+    urls: tuple[str, ...]
+    licence: str
+    description: str = ""
+    size: int | None = None
+    sha256: str = ""  # "" = unpinned
+    sha256_bz2: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256)
+
+
+_KNOWN_KEYS = {f for f in ModelFile.__dataclass_fields__}
+
+
+def _manifest_text() -> str:
+    # A source checkout reads models/manifest.toml directly; an installed wheel
+    # carries the same file as package data.
+    checkout = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+    if checkout.is_file():
+        return checkout.read_text(encoding="utf-8")
+    return resources.files("babygan._manifest").joinpath("manifest.toml").read_text(encoding="utf-8")
+
+
+@functools.cache
+def manifest() -> dict[str, ModelFile]:
+    """All registry entries by file name, in manifest order."""
+    data = tomllib.loads(_manifest_text())
+    entries: dict[str, ModelFile] = {}
+    for raw in data.get("file", []):
+        unknown = set(raw) - _KNOWN_KEYS
+        if unknown:
+            where = raw.get("name")
+            raise ValueError(f"models/manifest.toml: unknown keys {sorted(unknown)} in entry {where}")
+        entry = ModelFile(
+            **{**raw, "urls": tuple(raw.get("urls", ())), "aliases": tuple(raw.get("aliases", ()))}
+        )
+        entries[entry.name] = entry
+    return entries
+
+
+def lookup(name: str) -> ModelFile:
+    """The entry for a file name or alias; a clear error listing the known names otherwise."""
+    entries = manifest()
+    if name in entries:
+        return entries[name]
+    for entry in entries.values():
+        if name in entry.aliases:
+            return entry
+    known = ", ".join(entries)
+    raise ModelFileError(f"{name}: not a file path that exists, nor a known model name (known: {known})")
+
+
+# --------------------------------------------------------------------------- directories
+
+
+def babygan_home() -> Path:
+    """$BABYGAN_HOME, else the platform's user cache dir (e.g. ~/.cache/babygan)."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("babygan", appauthor=False))
+
+
+def use_models_dir(path: str | os.PathLike[str] | None) -> None:
+    """Override where model files live for this process (the CLI's --models-dir)."""
+    global _models_dir_override
+    _models_dir_override = Path(path).expanduser() if path is not None else None
+
+
+def models_dir() -> Path:
+    """Where downloaded model files are kept: --models-dir, else $BABYGAN_HOME/models."""
+    if _models_dir_override is not None:
+        return _models_dir_override
+    return babygan_home() / "models"
+
+
+def cache_dir(kind: str) -> Path:
+    """A per-purpose cache folder under the babygan home (``converted``, ``latents``...), created."""
+    path = babygan_home() / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_path(entry: ModelFile) -> Path:
+    """Where the entry's file lives in the models directory (whether present or not)."""
+    return models_dir() / entry.name
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256")
+
+
+def _file_signature(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def cached_sha256(path: Path) -> str:
+    """SHA-256 of a cached file, re-hashed only when its size or mtime changed."""
+    stamp = _stamp_path(path)
+    signature = _file_signature(path)
+    with contextlib.suppress(OSError, ValueError):
+        recorded_signature, digest = stamp.read_text().rsplit(" ", 1)
+        if recorded_signature == signature and len(digest) == 64:
+            return digest
+    digest = sha256_file(path)
+    with contextlib.suppress(OSError), atomic_path(stamp) as tmp:
+        tmp.write_text(f"{signature} {digest}")
+    return digest
+
+
+def _forget_stamp(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _stamp_path(path).unlink()
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    entry: ModelFile
+    path: Path
+    present: bool
+    sha256: str | None  # of the file present, None when absent
+
+    @property
+    def verified(self) -> bool | None:
+        """True/False against the pinned hash; None when absent or unpinned."""
+        if not self.present or not self.entry.pinned:
+            return None
+        return self.sha256 == self.entry.sha256
+
+
+def file_status(entry: ModelFile, *, rehash: bool = False) -> FileStatus:
+    """Whether the entry's file is present and whether it matches its pinned hash."""
+    path = model_path(entry)
+    if not path.is_file():
+        return FileStatus(entry, path, False, None)
+    if rehash:
+        _forget_stamp(path)
+    return FileStatus(entry, path, True, cached_sha256(path))
+
+
+def verify(names: Iterable[str] | None = None) -> list[FileStatus]:
+    """Re-hash (ignoring stamps) every present file, or the named ones."""
+    entries = [lookup(n) for n in names] if names else list(manifest().values())
+    return [file_status(e, rehash=True) for e in entries]
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def _candidate_urls(entry: ModelFile) -> list[str]:
+    urls = list(entry.urls)
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        urls.insert(0, f"{mirror.rstrip('/')}/{entry.name}")
+    return urls
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """A short reason for one failed URL, without the library's stack of wrappers."""
+    import requests
+
+    if isinstance(exc, _ChecksumMismatch):
+        return str(exc)
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(exc):
+        return "transfer cut short by the server"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {DOWNLOAD_TIMEOUT:.0f} s"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        if "refused" in text.lower():
+            return "connection refused"
+        if any(s in text for s in ("Name or service not known", "Failed to resolve", "NameResolution")):
+            return "host not found (offline?)"
+        return "could not connect"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _ChecksumMismatch(Exception):
+    pass
+
+
+def _progress_bar(name: str, stream=None):
+    from tqdm import tqdm
+
+    return tqdm(
+        desc=name,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        miniters=1,
+        file=stream if stream is not None else sys.stderr,
+        leave=True,
+        dynamic_ncols=False,
+        ncols=100,
+    )
+
+
+def _download_verified(url: str, dest: Path, sha256: str, label: str, progress: bool) -> None:
+    """Download url to dest (atomically) and check its SHA-256 when one is given."""
+    import pooch
+
+    logging.getLogger("pooch").setLevel(logging.WARNING)
+    bar = _progress_bar(label) if progress else False
+    downloader = pooch.HTTPDownloader(progressbar=bar, timeout=DOWNLOAD_TIMEOUT)
+    try:
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}" if sha256 else None,
+            fname=dest.name,
+            path=dest.parent,
+            downloader=downloader,
+        )
+    except ValueError as exc:
+        got = re.search(r"but got ([0-9a-f]{64})", str(exc))
+        raise _ChecksumMismatch(
+            f"checksum mismatch: expected sha256 {sha256}, got {got.group(1) if got else 'another hash'}"
+        ) from exc
+    finally:
+        if bar:
+            bar.close()
+
+
+def _fetch_from(url: str, entry: ModelFile, dest: Path, progress: bool) -> None:
+    if url.endswith(".bz2"):
+        # Download the archive beside the destination, verify it, then decompress atomically.
+        archive = dest.with_name(f".{dest.name}.download.bz2")
+        try:
+            _download_verified(url, archive, entry.sha256_bz2, f"{entry.name}.bz2", progress)
+            with atomic_path(dest) as tmp, bz2.open(archive, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                if entry.sha256:
+                    got = sha256_file(tmp)
+                    if got != entry.sha256:
+                        raise _ChecksumMismatch(
+                            "checksum mismatch after decompressing: "
+                            f"expected sha256 {entry.sha256}, got {got}"
+                        )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                archive.unlink()
+    else:
+        _download_verified(url, dest, entry.sha256, entry.name, progress)
+
+
+def _size_text(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000  # type: ignore[assignment]
+    raise AssertionError  # pragma: no cover
+
+
+def human_size(size: int | None) -> str:
+    return _size_text(size)
+
+
+def fetch(
+    name: str,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """Make sure the named file is in the models dir and matches its hash; return its path.
+
+    A present file whose hash matches is reused without any request. A present
+    file that does not match is replaced. Mirrors are tried in order
+    ($BABYGAN_MIRROR first); the first good download wins. When every mirror
+    fails, a ModelFileError names the file, each URL with its reason, and
+    where to put the file by hand. Nothing partial is left in the cache.
+    """
+    entry = lookup(name)
+    say = echo or (lambda msg: print(msg, file=sys.stderr))
+    dest = model_path(entry)
+    if dest.is_file() and not force:
+        status = file_status(entry)
+        if status.verified or not entry.pinned:
+            return dest
+        say(f"{entry.name}: cached file does not match its sha256; downloading it again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        dest.unlink()
+        _forget_stamp(dest)
+
+    say(f"Fetching {entry.name} ({_size_text(entry.size)}, licence: {entry.licence})")
+    failures: list[str] = []
+    for url in _candidate_urls(entry):
+        try:
+            _fetch_from(url, entry, dest, progress)
+        except Exception as exc:  # every failure of one mirror is reported, then the next is tried
+            with contextlib.suppress(FileNotFoundError):
+                dest.unlink()
+            reason = _describe_failure(exc)
+            failures.append(f"{url} ({reason})")
+            say(f"{entry.name}: {url} failed: {reason}")
+            continue
+        digest = cached_sha256(dest)
+        if not entry.pinned:
+            say(f"{entry.name}: no published sha256 (unpinned); downloaded file has sha256 {digest}")
+        return dest
+    raise ModelFileError(
+        f"{entry.name}: could not download it; tried {'; '.join(failures)}. "
+        f"Download it by hand and save it as {dest}, or pass its path instead of the name"
+    )
+
+
+def resolve_model_file(
+    name_or_path: str | os.PathLike[str],
+    *,
+    offline: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """A local file for a registry name/alias or a path; fetched into the cache if needed.
+
+    A path that exists is returned as is (never hashed against the registry: it
+    may be a file of the user's own). With ``offline=True`` a missing file is an
+    error that says how to fetch it instead of a download.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    text = str(name_or_path)
+    try:
+        entry = lookup(text)
+    except ModelFileError:
+        if os.sep in text or candidate.suffix:
+            raise ModelFileError(f"{text}: no such file") from None
+        raise
+    dest = model_path(entry)
+    if offline:
+        if not dest.is_file():
+            raise ModelFileError(
+                f"{entry.name}: not in {dest.parent} and --offline is set; run "
+                f"`babygan models fetch {entry.name}` when online, or download it from "
+                f"{entry.urls[0]} and save it as {dest}"
+            )
+        status = file_status(entry)
+        if status.verified is False:
+            raise ModelFileError(
+                f"{dest}: sha256 {status.sha256} does not match the expected {entry.sha256}; "
+                f"run `babygan models fetch {entry.name}` to replace it"
+            )
+        return dest
+    return fetch(entry.name, echo=echo)

@@ -1,0 +1,30 @@
+"""Shared fixtures. Reference data lives in ../shared beside the checkout and is
+never copied into the project: tests that need it skip where it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("BABYGAN_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared, or skip the test with the reason it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (it lives in ../shared beside the checkout)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_babygan_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own cache dir: nothing touches the user's real cache."""
+    home = tmp_path_factory.mktemp("babygan-home")
+    monkeypatch.setenv("BABYGAN_HOME", str(home))
+    monkeypatch.delenv("BABYGAN_MIRROR", raising=False)
+    monkeypatch.delenv("BABYGAN_MODELS_DIR", raising=False)
+    return home
