@@ -37,6 +37,7 @@ log = logging.getLogger("babygan")
 
 HOME_ENV = "BABYGAN_HOME"
 MIRROR_ENV = "BABYGAN_MIRROR"
+MANIFEST_ENV = "BABYGAN_MANIFEST"
 #: seconds to wait for a server to connect or send the next bytes
 DOWNLOAD_TIMEOUT = 30.0
 
@@ -77,16 +78,38 @@ def _manifest_text() -> str:
     return resources.files("babygan._manifest").joinpath("manifest.toml").read_text(encoding="utf-8")
 
 
-@functools.cache
 def manifest() -> dict[str, ModelFile]:
-    """All registry entries by file name, in manifest order."""
-    data = tomllib.loads(_manifest_text())
+    """All registry entries by file name, in manifest order.
+
+    ``$BABYGAN_MANIFEST`` may name a TOML file of the same form whose entries are
+    added to (or replace) the built-in ones: a private model, an internal mirror.
+    """
+    return _load_manifest(os.environ.get(MANIFEST_ENV) or None)
+
+
+@functools.cache
+def _load_manifest(extra: str | None) -> dict[str, ModelFile]:
+    entries = _parse_manifest(_manifest_text(), "models/manifest.toml")
+    if extra:
+        try:
+            text = Path(extra).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ModelFileError(f"{extra}: cannot read the extra manifest (${MANIFEST_ENV}): {exc}") from exc
+        entries.update(_parse_manifest(text, extra))
+    return entries
+
+
+def _parse_manifest(text: str, source: str) -> dict[str, ModelFile]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelFileError(f"{source}: not a valid manifest: {exc}") from exc
     entries: dict[str, ModelFile] = {}
     for raw in data.get("file", []):
         unknown = set(raw) - _KNOWN_KEYS
-        if unknown:
-            where = raw.get("name")
-            raise ValueError(f"models/manifest.toml: unknown keys {sorted(unknown)} in entry {where}")
+        if unknown or "name" not in raw:
+            where = raw.get("name", "?")
+            raise ModelFileError(f"{source}: entry {where}: unknown keys {sorted(unknown)} or no name")
         entry = ModelFile(
             **{**raw, "urls": tuple(raw.get("urls", ())), "aliases": tuple(raw.get("aliases", ()))}
         )
@@ -258,7 +281,12 @@ class _ChecksumMismatch(Exception):
 def _progress_bar(name: str, stream=None):
     from tqdm import tqdm
 
-    return tqdm(
+    class _Bar(tqdm):
+        # pooch tests the bar with bool(); tqdm's bool is ambiguous before the total is known.
+        def __bool__(self) -> bool:
+            return True
+
+    return _Bar(
         desc=name,
         unit="B",
         unit_scale=True,
@@ -275,7 +303,7 @@ def _download_verified(url: str, dest: Path, sha256: str, label: str, progress: 
     """Download url to dest (atomically) and check its SHA-256 when one is given."""
     import pooch
 
-    logging.getLogger("pooch").setLevel(logging.WARNING)
+    pooch.get_logger().setLevel(logging.WARNING)  # our own messages say what pooch would
     bar = _progress_bar(label) if progress else False
     downloader = pooch.HTTPDownloader(progressbar=bar, timeout=DOWNLOAD_TIMEOUT)
     try:

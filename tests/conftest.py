@@ -27,4 +27,8 @@ def _isolated_babygan_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     monkeypatch.setenv("BABYGAN_HOME", str(home))
     monkeypatch.delenv("BABYGAN_MIRROR", raising=False)
     monkeypatch.delenv("BABYGAN_MODELS_DIR", raising=False)
+    monkeypatch.delenv("BABYGAN_MANIFEST", raising=False)
+    from babygan import models
+
+    models.use_models_dir(None)
     return home
