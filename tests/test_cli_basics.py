@@ -1,0 +1,49 @@
+"""The CLI's skeleton: fast start, version, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from babygan import __version__
+from babygan.cli import main
+
+HEAVY = ("tensorflow", "keras", "dlib", "scipy", "imageio")
+
+
+def test_help_lists_only_built_commands_and_imports_nothing_heavy():
+    code = (
+        "import sys; from click.testing import CliRunner; from babygan.cli import main; "
+        "r = CliRunner().invoke(main, ['--help']); print(r.output); "
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert "models" in out
+    for listed in [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]:
+        if listed == "HEAVY":
+            break
+        assert listed in main.commands  # every listed command is a real one
+
+
+def test_version_from_console_script_and_module():
+    assert CliRunner().invoke(main, ["--version"]).output.strip() == f"babygan, version {__version__}"
+    out = subprocess.run(
+        [sys.executable, "-m", "babygan", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == f"babygan, version {__version__}"
+
+
+def test_user_errors_are_one_line_with_exit_1():
+    result = CliRunner().invoke(main, ["models", "path", "no-such-model"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no-such-model: not a file path that exists, nor a known model name")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_command_is_a_usage_error():
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2
+    assert "No such command 'frobnicate'" in result.output
