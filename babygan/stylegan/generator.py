@@ -1,0 +1,289 @@
+"""The Generator: numpy in, numpy out, over the TensorFlow networks; plus our safe file format."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from babygan.atomic import atomic_path
+from babygan.errors import ModelFileError
+from babygan.stylegan.config import GeneratorConfig
+
+NoiseMode = Literal["const", "random"]
+
+NPZ_FORMAT = "babygan-stylegan1"
+NPZ_VERSION = 1
+_META_KEY = "__babygan_meta__"
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float (N, H, W, C) in [-1, 1] -> uint8 (N, H, W, C), as the official convert.
+
+    (x + 1) * 127.5 rounded half up, clipped to [0, 255] (the official code adds 0.5 and
+    truncates with a saturating cast, which is the same).
+    """
+    x = np.asarray(images, dtype=np.float32) * np.float32(127.5) + np.float32(128.0)
+    return np.clip(np.floor(x), 0, 255).astype(np.uint8)
+
+
+def truncate(w: np.ndarray, dlatent_avg: np.ndarray, psi: float, cutoff: int | None) -> np.ndarray:
+    """The truncation trick: layers < cutoff move toward dlatent_avg by psi; others are kept.
+
+    w float32 (N, L, D). psi 1.0 or cutoff None/<= 0 = no truncation (w returned as is),
+    like the official G_style.
+    """
+    if psi == 1 or cutoff is None or cutoff <= 0:
+        return w
+    coefs = np.where(np.arange(w.shape[1]) < cutoff, np.float32(psi), np.float32(1.0)).astype(np.float32)
+    avg = dlatent_avg.astype(np.float32)
+    # official tflib.lerp(a, b, t) = a + (b - a) * t, applied to every layer
+    return (avg + (w - avg) * coefs[None, :, None]).astype(np.float32)
+
+
+def _default_minibatch(config: GeneratorConfig) -> int:
+    # Bound the largest activation of a minibatch to about 2**25 floats (128 MB).
+    per_image = max(
+        config.layer_resolution(i) ** 2 * config.layer_channels(i) for i in range(config.num_layers)
+    )
+    return int(np.clip(2**25 // per_image, 1, 64))
+
+
+class Generator:
+    """A StyleGAN (v1) generator. Build it with ``load_generator`` or ``random_generator``.
+
+    Attributes: ``config`` (GeneratorConfig), ``params`` (name -> float32 array, our NHWC
+    layout, unscaled as stored officially), ``resolution``, ``num_layers``, ``z_dim``,
+    ``w_dim``, ``dlatent_avg`` (w_dim,) float32, ``source_sha256``.
+    """
+
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        params: dict[str, np.ndarray],
+        *,
+        source_sha256: str,
+        minibatch: int | None = None,
+        jit_compile: bool | None = None,
+    ) -> None:
+        expected = config.param_shapes()
+        missing = [n for n in expected if n not in params]
+        extra = [n for n in params if n not in expected]
+        if missing or extra:
+            raise ValueError(
+                f"parameters do not fit the config: missing {missing[:3]}, unexpected {extra[:3]}"
+            )
+        for name, shape in expected.items():
+            if tuple(params[name].shape) != shape:
+                raise ValueError(f"{name}: shape {params[name].shape}, expected {shape}")
+        self.config = config
+        self.params = {n: np.ascontiguousarray(params[n], dtype=np.float32) for n in expected}
+        self.source_sha256 = source_sha256
+        self.minibatch = minibatch or _default_minibatch(config)
+        self._jit_compile = jit_compile
+        self._nets: Any = None
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.latent_size
+
+    @property
+    def w_dim(self) -> int:
+        return self.config.dlatent_size
+
+    @property
+    def num_channels(self) -> int:
+        return self.config.num_channels
+
+    @property
+    def dlatent_avg(self) -> np.ndarray:
+        return self.params["dlatent_avg"]  # (w_dim,) float32
+
+    def __repr__(self) -> str:
+        return (
+            f"Generator(resolution={self.resolution}, num_layers={self.num_layers}, z_dim={self.z_dim}, "
+            f"w_dim={self.w_dim}, source_sha256={self.source_sha256[:12]!r})"
+        )
+
+    @property
+    def nets(self) -> Any:
+        """The TensorFlow networks, built on first use (TensorFlow is imported then)."""
+        if self._nets is None:
+            from babygan.stylegan.network import Networks
+
+            self._nets = Networks(self.config, self.params, jit_compile=self._jit_compile)
+        return self._nets
+
+    # ------------------------------------------------------------------ numpy API
+
+    def mapping(
+        self, z: np.ndarray, truncation_psi: float = 1.0, truncation_cutoff: int | None = 8
+    ) -> np.ndarray:
+        """z float (N, z_dim) -> w float32 (N, num_layers, w_dim).
+
+        Truncation (psi toward ``dlatent_avg`` for layers < cutoff) as the official G_style;
+        the default psi 1.0 means none.
+        """
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (N, {self.z_dim}), not {z.shape}")
+        out = [self.nets.mapping(z[i : i + 1024]).numpy() for i in range(0, len(z), 1024)]
+        w = np.concatenate(out) if out else np.zeros((0, self.num_layers, self.w_dim), np.float32)
+        return truncate(w, self.dlatent_avg, truncation_psi, truncation_cutoff)
+
+    def synthesis(self, w: np.ndarray, noise: NoiseMode = "const", seed: int | None = None) -> np.ndarray:
+        """w float (N, num_layers, w_dim) -> images float32 (N, H, W, C), raw output (~[-1, 1] when trained).
+
+        ``noise="const"``: the stored per-layer noise (official ``randomize_noise=False``).
+        ``noise="random"``: fresh noise; with a ``seed`` image i of the batch always gets the
+        same noise (drawn from ``numpy.random.default_rng([seed, i])``), whatever the minibatch.
+        Large batches run in minibatches of ``self.minibatch``.
+        """
+        w = self._check_w(w)
+        if noise not in ("const", "random"):
+            raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
+        if noise == "random" and seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        nets = self.nets
+        out = []
+        for start in range(0, len(w), self.minibatch):
+            chunk = w[start : start + self.minibatch]
+            if noise == "const" or not self.config.use_noise:
+                noises = nets.const_noise
+            else:
+                noises = self._random_noise(seed, start, len(chunk))
+            out.append(nets.synthesis(chunk, noises).numpy())
+        if not out:
+            r = self.resolution
+            return np.zeros((0, r, r, self.num_channels), np.float32)
+        return np.concatenate(out)
+
+    def run(
+        self,
+        z: np.ndarray,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = 8,
+        noise: NoiseMode = "const",
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """z (N, z_dim) -> images float32 (N, H, W, C): mapping, truncation, synthesis."""
+        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise=noise, seed=seed)
+
+    def _check_w(self, w: np.ndarray) -> np.ndarray:
+        w = np.asarray(w, dtype=np.float32)
+        if w.ndim != 3 or w.shape[1:] != (self.num_layers, self.w_dim):
+            raise ValueError(f"w must have shape (N, {self.num_layers}, {self.w_dim}), not {w.shape}")
+        return w
+
+    def _random_noise(self, seed: int, start: int, n: int) -> list[np.ndarray]:
+        per_image = []
+        for i in range(start, start + n):
+            rng = np.random.default_rng([seed, i])
+            per_image.append(
+                [rng.standard_normal((h, wd, 1), dtype=np.float32) for h, wd in self.nets.noise_shapes]
+            )
+        return [np.stack([img[k] for img in per_image]) for k in range(len(self.nets.noise_shapes))]
+
+    # ------------------------------------------------------------------ tensor API
+
+    def synthesis_tensor(self, w: Any, noise: NoiseMode = "const", seed: int | None = None) -> Any:
+        """tf.Tensor w (N, num_layers, w_dim) -> tf.Tensor images float32 (N, H, W, C).
+
+        Differentiable with respect to w; usable eagerly under tf.GradientTape and inside a
+        tf.function. No minibatching. ``noise="random"`` draws with tf.random (stateless when
+        a seed is given).
+        """
+        import tensorflow as tf
+
+        nets = self.nets
+        w = tf.cast(w, tf.float32)
+        if noise == "const" or not self.config.use_noise:
+            if noise not in ("const", "random"):
+                raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
+            return nets.synthesis(w, nets.const_noise)
+        if noise != "random":
+            raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
+        n = tf.shape(w)[0]
+        if seed is None:
+            noises = [tf.random.normal(tf.stack([n, h, wd, 1])) for h, wd in nets.noise_shapes]
+        else:
+            noises = [
+                tf.random.stateless_normal(tf.stack([n, h, wd, 1]), seed=[seed, k])
+                for k, (h, wd) in enumerate(nets.noise_shapes)
+            ]
+        return nets.synthesis(w, noises)
+
+    def mapping_tensor(self, z: Any) -> Any:
+        """tf.Tensor z (N, z_dim) -> tf.Tensor w (N, num_layers, w_dim), no truncation."""
+        import tensorflow as tf
+
+        return self.nets.mapping(tf.cast(z, tf.float32))
+
+    # ------------------------------------------------------------------ our file format
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write our safe format: an .npz of float32 arrays plus the config as JSON (no pickle)."""
+        path = Path(path)
+        meta = {
+            "format": NPZ_FORMAT,
+            "version": NPZ_VERSION,
+            "config": self.config.to_dict(),
+            "source_sha256": self.source_sha256,
+        }
+        arrays = dict(self.params)
+        arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        return path
+
+
+def read_npz(path: str | os.PathLike[str]) -> tuple[GeneratorConfig, dict[str, np.ndarray], dict[str, Any]]:
+    """Read our format -> (config, params, meta). Never unpickles; one-line ModelFileError on problems."""
+    path = Path(path)
+    name = path.name
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if _META_KEY not in npz.files:
+                raise ModelFileError(f"{name}: not a babygan generator file (no metadata)")
+            meta = json.loads(npz[_META_KEY].tobytes().decode("utf-8"))
+            if meta.get("format") != NPZ_FORMAT or meta.get("version") != NPZ_VERSION:
+                raise ModelFileError(f"{name}: not a babygan generator file of a known version")
+            config = GeneratorConfig.from_dict(meta["config"])
+            expected = config.param_shapes()
+            names = [n for n in npz.files if n != _META_KEY]
+            missing = [n for n in expected if n not in names]
+            extra = [n for n in names if n not in expected]
+            if missing or extra:
+                raise ModelFileError(
+                    f"{name}: arrays do not fit its config (missing {missing[:3]}, unexpected {extra[:3]})"
+                )
+            params = {}
+            for n, shape in expected.items():
+                a = npz[n]
+                if a.dtype != np.float32 or a.shape != shape:
+                    raise ModelFileError(
+                        f"{name}: array {n} is {a.dtype} {a.shape}, expected float32 {shape}"
+                    )
+                params[n] = a
+    except ModelFileError:
+        raise
+    except OSError as exc:
+        raise ModelFileError(f"{name}: cannot read: {exc}") from exc
+    except Exception as exc:  # zip/JSON/config errors: a corrupt or foreign file
+        raise ModelFileError(
+            f"{name}: not a valid babygan generator file ({type(exc).__name__}: {exc})"
+        ) from exc
+    return config, params, meta
