@@ -11,7 +11,6 @@ our parameter dict and a :class:`GeneratorConfig`.
 
 from __future__ import annotations
 
-import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -68,29 +67,35 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(path: str | Path) -> Any:
-    """Unpickle ``path`` with the restricted unpickler; one-line ModelFileError on any problem."""
+    """Unpickle ``path`` with the restricted unpickler; one-line ModelFileError on any problem.
+
+    Any pickle protocol is read (so a payload in an old protocol is refused by name too).
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed below; streamed, not read whole
     except OSError as exc:
         raise ModelFileError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
-    if not data:
-        raise ModelFileError(f"{path.name}: the file is empty")
-    if data[:1] != b"\x80":
-        raise ModelFileError(f"{path.name}: not a network pickle (it does not start like one)")
-    try:
-        return _SafeUnpickler(io.BytesIO(data)).load()
-    except _RefusedGlobal as exc:
-        raise ModelFileError(
-            f"{path.name}: refuses to load: the pickle references {exc.qualname}, which could run code"
-        ) from None
-    except EOFError:
-        raise ModelFileError(f"{path.name}: the pickle is truncated (the file ends early)") from None
-    except RecursionError:
-        raise ModelFileError(f"{path.name}: the pickle is corrupt (nested too deeply)") from None
-    except Exception as exc:  # any other unpickling failure means a corrupt file
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFileError(f"{path.name}: the pickle is corrupt ({msg})") from None
+    with f:
+        head = f.read(1)
+        if not head:
+            raise ModelFileError(f"{path.name}: the file is empty")
+        f.seek(0)
+        try:
+            return _SafeUnpickler(f).load()
+        except _RefusedGlobal as exc:
+            raise ModelFileError(
+                f"{path.name}: refuses to load: the pickle references {exc.qualname}, which could run code"
+            ) from None
+        except RecursionError:
+            raise ModelFileError(f"{path.name}: the pickle is corrupt (nested too deeply)") from None
+        except Exception as exc:  # any other failure: not a pickle, truncated or corrupt
+            if head != b"\x80":
+                raise ModelFileError(f"{path.name}: not a network pickle (unknown file format)") from None
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, EOFError) or "truncated" in msg:
+                raise ModelFileError(f"{path.name}: the pickle is truncated (the file ends early)") from None
+            raise ModelFileError(f"{path.name}: the pickle is corrupt ({msg})") from None
 
 
 # ---------------------------------------------------------------------- static kwargs
