@@ -188,7 +188,12 @@ class Face:
         return max(right - left, 0) * max(bottom - top, 0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": list(self.box), "landmarks": [[float(x), float(y)] for x, y in self.landmarks]}
+        """``{"box": [l, t, r, b], "landmarks": [[x, y] * 68]}``; whole-pixel values as ints."""
+
+        def num(v: float) -> int | float:
+            return int(v) if float(v).is_integer() else round(float(v), 3)
+
+        return {"box": list(self.box), "landmarks": [[num(x), num(y)] for x, y in self.landmarks]}
 
 
 _detector: Any = None

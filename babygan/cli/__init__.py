@@ -72,6 +72,9 @@ def _register() -> None:
     from babygan.cli import models as models_cmd
 
     main.add_command(models_cmd.models)
+    from babygan.cli import align as align_cmd
+
+    main.add_command(align_cmd.align)
     from babygan.cli import generate
 
     main.add_command(generate.generate)

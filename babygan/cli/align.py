@@ -1,0 +1,122 @@
+"""``babygan align``: FFHQ-aligned face crops of photos, as PNG files (and landmarks as JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from babygan.errors import BabyganError
+
+if TYPE_CHECKING:
+    from babygan.align import AlignedFace
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--output-dir",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write <stem>.png (created if needed).",
+)
+@click.option(
+    "--size",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Side of the square crop, in pixels.",
+)
+@click.option(
+    "--face",
+    type=click.IntRange(min=1),
+    help="Which face, counting left to right from 1 (default: the largest).",
+)
+@click.option("--all-faces", is_flag=True, help="Write every face: <stem>_01.png, <stem>_02.png ...")
+@click.option("--landmarks", is_flag=True, help="Also write <stem>.json: box and 68 points of each face.")
+@click.option(
+    "--upsample",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Times dlib doubles the photo to find small faces.",
+)
+@click.option(
+    "--predictor",
+    help="dlib 68-point landmark model: a path or registry name "
+    "(default: the copy inside face_recognition_models).",
+)
+def align(
+    photos: tuple[Path, ...],
+    output_dir: Path,
+    size: int,
+    face: int | None,
+    all_faces: bool,
+    landmarks: bool,
+    upsample: int,
+    predictor: str | None,
+) -> None:
+    """Crop the face in each PHOTO the way FFHQ was made (the encoder's input).
+
+    A photo that fails (no face, unreadable...) is reported and the rest still run;
+    the exit code is 1 if any failed. Nothing is written for a failed photo.
+    """
+    if face is not None and all_faces:
+        raise click.UsageError("--face and --all-faces cannot be used together")
+    from babygan import align as aligner
+
+    aligner.load_predictor(predictor)  # a bad model file fails once, before any photo
+
+    written_by: dict[Path, Path] = {}  # output file -> the photo it was written for
+    failed = 0
+    for photo in photos:
+        try:
+            if all_faces:
+                results = aligner.align_photo_all(photo, size, upsample=upsample, predictor=predictor)
+                names = [f"{photo.stem}_{r.index:02d}.png" for r in results]
+            else:
+                results = [aligner.align_photo(photo, size, face, upsample=upsample, predictor=predictor)]
+                names = [f"{photo.stem}.png"]
+            outputs = [output_dir / n for n in names]
+            json_path = output_dir / f"{photo.stem}.json"
+            planned = [*outputs, json_path] if landmarks else outputs
+            for out in planned:
+                if out in written_by:
+                    raise BabyganError(
+                        f"{photo}: would overwrite {out}, written for {written_by[out]} in this run; "
+                        "rename one of the photos"
+                    )
+            _write(results, outputs, json_path if landmarks else None, size)
+        except (BabyganError, OSError) as exc:
+            failed += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
+        for out in planned:
+            written_by[out] = photo
+        for result, out in zip(results, outputs, strict=True):
+            click.echo(f"{photo} -> {out} (face {result.index} of {result.num_faces})")
+    if failed:
+        raise BabyganError(f"{failed} of {len(photos)} photos failed")
+
+
+def _write(results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int) -> None:
+    """PNG per face (and one JSON per photo), each written atomically."""
+    from PIL import Image
+
+    from babygan.atomic import atomic_path, write_text_atomic
+
+    for result, out in zip(results, outputs, strict=True):
+        with atomic_path(out) as tmp:
+            Image.fromarray(result.image).save(tmp, format="PNG")
+    if json_path is not None:
+        header = {"source": str(results[0].source), "num_faces": results[0].num_faces, "output_size": size}
+        faces = [
+            json.dumps({"index": r.index, "file": out.name, **r.face.to_json()})
+            for r, out in zip(results, outputs, strict=True)
+        ]
+        # One face per line: readable, and still one json.load() away.
+        text = json.dumps(header)[:-1] + ', "faces": [\n ' + ",\n ".join(faces) + "\n]}\n"
+        write_text_atomic(json_path, text)
