@@ -75,6 +75,11 @@ def _register() -> None:
     from babygan.cli import align as align_cmd
 
     main.add_command(align_cmd.align)
+    from babygan.cli import age_sweep, batch, predict
+
+    main.add_command(predict.predict)
+    main.add_command(age_sweep.age_sweep)
+    main.add_command(batch.batch)
     from babygan.cli import generate
 
     main.add_command(generate.generate)

@@ -1,0 +1,87 @@
+"""``babygan age-sweep FATHER MOTHER``: the same child across ages, as frames, a sheet, a GIF or MP4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from babygan.cli.predict import PHOTO, child_options, make_options, make_session, session_options
+
+
+@click.command("age-sweep")
+@click.argument("father", type=PHOTO)
+@click.argument("mother", type=PHOTO)
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("babygan-out/age-sweep"),
+    show_default=True,
+    help="Where the frames and files go.",
+)
+@click.option(
+    "--ages",
+    default=None,
+    metavar="FROM:TO:N",
+    help="Ages in years, N frames from FROM to TO (default 1:50:19).",
+)
+@click.option(
+    "--coeffs",
+    default=None,
+    metavar="FROM:TO:STEP",
+    help="Raw age coefficients instead of --ages, e.g. BabyGAN's -4:4:0.5.",
+)
+@click.option("--gif", is_flag=True, help="Also write age_sweep.gif (loops forever).")
+@click.option(
+    "--mp4", is_flag=True, help="Also write age_sweep.mp4 (needs imageio-ffmpeg: pip install 'babygan[mp4]')."
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(0.1, 60.0),
+    default=8.0,
+    show_default=True,
+    help="Frames per second of the GIF / MP4.",
+)
+@child_options
+@session_options
+def age_sweep(
+    father: Path,
+    mother: Path,
+    output_dir: Path,
+    ages: str | None,
+    coeffs: str | None,
+    gif: bool,
+    mp4: bool,
+    fps: float,
+    **kw: Any,
+) -> None:
+    """Render the child of FATHER and MOTHER across ages with the same latents (encoded once).
+
+    Writes frame_01.png ..., sheet.png (a contact sheet), age_sweep.npy/.json and,
+    with --gif / --mp4, an animation.
+    """
+    from babygan import pipeline, render
+    from babygan.latent import parse_range
+
+    if ages is not None and coeffs is not None:
+        raise click.UsageError("give --ages or --coeffs, not both")
+    if mp4 and not render.mp4_available():
+        raise click.ClickException(
+            "age_sweep.mp4: writing MP4 needs imageio-ffmpeg, which is not installed; "
+            "run: pip install 'babygan[mp4]' (or use --gif)"
+        )
+    age_list = coeff_list = None
+    if coeffs is not None:
+        coeff_list = parse_range(coeffs, count=False)
+    else:
+        age_list = parse_range(ages or "1:50:19", count=True)
+    options = make_options(kw, with_age=False)
+    session = make_session(kw)
+    result = pipeline.age_sweep(father, mother, options, session, ages=age_list, coeffs=coeff_list)
+    paths = pipeline.write_sweep(result, output_dir, gif=gif, mp4=mp4, fps=fps)
+    click.echo(f"{len(paths['frames'])} frames: {Path(paths['frames'][0]).parent}")
+    for key in ("sheet", "gif", "mp4", "json"):
+        if key in paths:
+            click.echo(f"{key}: {paths[key]}")
