@@ -72,8 +72,9 @@ class Networks:
                 entry["up"] = up
                 entry["fused"] = up and c.fused(res_log2)
                 if entry["fused"]:
-                    # Transposed-conv kernel (4, 4, out, in): the 3x3 kernel summed over the four
-                    # one-pixel shifts, which is nearest upsampling followed by the 3x3 conv.
+                    # Transposed-conv kernel (4, 4, out, in): the 3x3 kernel summed over its four
+                    # one-pixel shifts, as the official code does. This equals nearest upsampling
+                    # + the 3x3 conv with the kernel flipped in space; trained weights expect that.
                     wt = np.pad(w.transpose(0, 1, 3, 2), ((1, 1), (1, 1), (0, 0), (0, 0)))
                     w = wt[1:, 1:] + wt[:-1, 1:] + wt[1:, :-1] + wt[:-1, :-1]
                 entry["conv"] = const(w)

@@ -1,0 +1,219 @@
+"""The Generator API: shapes, truncation, noise, minibatches, gradients, npz format, caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from official_pickle import write_official_pickle
+from tiny_generator import tiny_fused_generator, tiny_generator
+
+from babygan.errors import ModelFileError
+from babygan.stylegan import (
+    Generator,
+    GeneratorConfig,
+    clear_cache,
+    legacy,
+    load_generator,
+    random_generator,
+    to_uint8,
+    truncate,
+)
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    return tiny_generator(seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def test_shapes_and_dtypes(G: Generator) -> None:
+    assert (G.resolution, G.num_layers, G.z_dim, G.w_dim) == (32, 8, 32, 32)
+    assert G.dlatent_avg.shape == (32,) and G.dlatent_avg.dtype == np.float32
+    z = np.random.RandomState(1).randn(3, G.z_dim)
+    w = G.mapping(z, truncation_psi=0.7, truncation_cutoff=8)
+    assert w.shape == (3, 8, 32) and w.dtype == np.float32
+    images = G.synthesis(w)
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.float32
+    assert np.isfinite(images).all()
+    assert images.std() > 0.05  # random weights still draw something, not a flat image
+    assert G.mapping(np.zeros((0, G.z_dim))).shape == (0, 8, 32)
+    assert G.synthesis(np.zeros((0, 8, 32))).shape == (0, 32, 32, 3)
+
+
+def test_bad_shapes_are_rejected(G: Generator) -> None:
+    with pytest.raises(ValueError, match="z must have shape"):
+        G.mapping(np.zeros((2, 7)))
+    with pytest.raises(ValueError, match="w must have shape"):
+        G.synthesis(np.zeros((2, 7, 32)))
+    with pytest.raises(ValueError, match="noise"):
+        G.synthesis(np.zeros((1, 8, 32)), noise="loud")
+
+
+def test_full_size_architecture_has_the_ffhq_parameter_count() -> None:
+    config = GeneratorConfig()  # defaults = released FFHQ 1024
+    assert (config.resolution, config.num_layers) == (1024, 18)
+    assert config.num_params() == 26_212_019  # 26.2 M, the used part of the official Gs
+    assert config.nf(1) == 512 and config.layer_channels(17) == 16
+
+
+def test_truncation(G: Generator) -> None:
+    z = np.random.RandomState(2).randn(4, G.z_dim)
+    w = G.mapping(z)  # default psi 1.0: none
+    np.testing.assert_array_equal(G.mapping(z, truncation_psi=1.0, truncation_cutoff=4), w)
+    t = G.mapping(z, truncation_psi=0.5, truncation_cutoff=4)
+    avg = G.dlatent_avg
+    np.testing.assert_allclose(t[:, :4], avg + 0.5 * (w[:, :4] - avg), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(t[:, 4:], w[:, 4:], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(truncate(w, avg, 0.0, 8), np.broadcast_to(avg, w.shape), atol=1e-6)
+    np.testing.assert_array_equal(truncate(w, avg, 0.5, None), w)
+
+
+def test_noise_modes(G: Generator) -> None:
+    w = G.mapping(np.random.RandomState(3).randn(3, G.z_dim))
+    const = G.synthesis(w, noise="const")
+    np.testing.assert_array_equal(const, G.synthesis(w, noise="const"))
+    r1 = G.synthesis(w, noise="random", seed=1)
+    assert np.abs(r1 - const).max() > 1e-2
+    np.testing.assert_array_equal(r1, G.synthesis(w, noise="random", seed=1))
+    assert np.abs(r1 - G.synthesis(w, noise="random", seed=2)).max() > 1e-2
+    assert np.abs(G.synthesis(w, noise="random") - G.synthesis(w, noise="random")).max() > 1e-2
+
+
+def test_minibatches_do_not_change_results(G: Generator) -> None:
+    w = G.mapping(np.random.RandomState(4).randn(5, G.z_dim))
+    small = Generator(G.config, G.params, source_sha256="x", minibatch=2)
+    np.testing.assert_allclose(small.synthesis(w), G.synthesis(w), atol=1e-5)
+    # random noise with a seed is per image, whatever the minibatch
+    np.testing.assert_allclose(
+        small.synthesis(w, noise="random", seed=7), G.synthesis(w, noise="random", seed=7), atol=1e-5
+    )
+
+
+def test_fused_upsampling_is_upsample_then_conv_with_the_flipped_kernel() -> None:
+    # The official fused path (conv2d_transpose of the summed kernel) equals nearest
+    # upsampling + a 3x3 conv whose kernel is flipped in space: the trained weights of the
+    # >= 128 px layers expect exactly that, so both paths must agree once flipped.
+    fused = tiny_fused_generator(seed=5)
+    c = fused.config
+    fused_layers = [i for i in range(2, c.num_layers, 2) if c.fused(i // 2 + 2)]
+    assert fused_layers == [10]
+    params = dict(fused.params)
+    for i in fused_layers:
+        params[f"synthesis.layer{i}.conv.weight"] = params[f"synthesis.layer{i}.conv.weight"][::-1, ::-1]
+    plain = Generator(GeneratorConfig(**{**c.to_dict(), "fused_scale": False}), params, source_sha256="plain")
+    w = fused.mapping(np.random.RandomState(5).randn(2, fused.z_dim), 0.7)
+    a, b = fused.synthesis(w), plain.synthesis(w)
+    assert a.shape == (2, 128, 128, 3)
+    assert np.abs(a - b).max() <= 1e-4 * a.std()
+
+
+def test_gradient_through_synthesis_tensor(G: Generator) -> None:
+    import tensorflow as tf
+
+    w0 = G.mapping(np.random.RandomState(6).randn(2, G.z_dim))
+    target = tf.constant(G.synthesis(G.mapping(np.random.RandomState(7).randn(2, G.z_dim))))
+    w = tf.Variable(w0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(G.synthesis_tensor(w) - target))
+    grad = tape.gradient(loss, w).numpy()
+    assert grad.shape == w0.shape
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+
+    @tf.function
+    def step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(G.synthesis_tensor(w, noise="random", seed=3) - target))
+        g = tape.gradient(loss, w)
+        w.assign_sub(0.1 * g)
+        return loss
+
+    first = float(step())
+    for _ in range(5):
+        last = float(step())
+    assert np.isfinite(last) and last < first  # optimising w through synthesis lowers the loss
+
+
+def test_to_uint8_is_the_official_convert() -> None:
+    x = np.array([[-2.0, -1.0, -0.5, 0.0, 0.00393, 0.5, 1.0, 3.0]], np.float32).reshape(1, 1, 8, 1)
+    u = to_uint8(x)
+    assert u.dtype == np.uint8
+    assert u.ravel().tolist() == [0, 0, 64, 128, 128, 191, 255, 255]
+
+
+def test_npz_round_trip_is_exact(G: Generator, tmp_path: Path) -> None:
+    path = G.save(tmp_path / "tiny.npz")
+    assert path.is_file() and not list(tmp_path.glob(".*part*"))
+    with np.load(path, allow_pickle=False) as npz:  # no pickle anywhere in our format
+        assert "synthesis.const" in npz.files
+    G2 = load_generator(path)
+    assert G2.config == G.config
+    for name, value in G.params.items():
+        np.testing.assert_array_equal(G2.params[name], value)
+    from babygan import models
+
+    assert G2.source_sha256 == models.sha256_file(path)
+    z = np.random.RandomState(8).randn(2, G.z_dim)
+    np.testing.assert_array_equal(G2.run(z, 0.7), G.run(z, 0.7))
+    assert load_generator(path) is G2
+
+
+def test_damaged_npz_is_a_clear_error(G: Generator, tmp_path: Path) -> None:
+    data = G.save(tmp_path / "good.npz").read_bytes()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"^bad\.npz: "):
+        load_generator(bad)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.zeros(3))
+    with pytest.raises(ModelFileError, match=r"^foreign\.npz: not a babygan generator file"):
+        load_generator(foreign)
+
+
+def test_converted_cache_is_written_then_used(G: Generator, tmp_path: Path, monkeypatch) -> None:
+    from babygan import models
+
+    pkl = write_official_pickle(tmp_path / "net.pkl", G)
+    sha = models.sha256_file(pkl)
+    G1 = load_generator(pkl)
+    cached = models.cache_dir("converted") / f"{sha}.npz"
+    assert cached.is_file() and G1.source_sha256 == sha
+    clear_cache()
+
+    def no_unpickling(path):
+        raise AssertionError("the converted cache should have been used")
+
+    monkeypatch.setattr(legacy, "load_official", no_unpickling)
+    G2 = load_generator(pkl)
+    assert G2.source_sha256 == sha  # still the pickle's hash: latent caches keyed on it stay valid
+    z = np.random.RandomState(9).randn(2, G.z_dim)
+    np.testing.assert_array_equal(G2.run(z), G1.run(z))
+
+
+def test_damaged_converted_cache_is_rebuilt(G: Generator, tmp_path: Path) -> None:
+    from babygan import models
+
+    pkl = write_official_pickle(tmp_path / "net.pkl", G)
+    cached = models.cache_dir("converted") / f"{models.sha256_file(pkl)}.npz"
+    cached.write_bytes(b"PK garbage")
+    G1 = load_generator(pkl)
+    np.testing.assert_array_equal(G1.params["synthesis.const"], G.params["synthesis.const"])
+    assert cached.stat().st_size > 1000  # rewritten
+
+
+def test_random_generator_is_reproducible() -> None:
+    a = random_generator(resolution=8, fmap_base=32, fmap_max=8, seed=4, latent_size=16, dlatent_size=16)
+    b = random_generator(resolution=8, fmap_base=32, fmap_max=8, seed=4, latent_size=16, dlatent_size=16)
+    assert a.source_sha256 == "random-4"
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+    w = a.mapping(np.random.RandomState(0).randn(256, 16))
+    # dlatent_avg is the mean mapping output, as training tracks it
+    assert np.abs(w[:, 0].mean(axis=0) - a.dlatent_avg).max() < 0.5 * w[:, 0].std()
