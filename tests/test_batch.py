@@ -1,0 +1,128 @@
+"""`babygan batch`: one bad row is reported and the others finish; each photo is encoded once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
+
+from babygan import pipeline
+from babygan.cli import main
+from babygan.errors import BabyganError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    model, directions = make_tiny_model(folder)
+    photos = folder / "photos"
+    photos.mkdir()
+    dad, mum = make_photos(photos)
+    Image.fromarray(np.full((120, 120, 3), 200, np.uint8)).save(photos / "wall.png")
+    return {"model": model, "directions": directions, "dad": dad, "mum": mum, "folder": folder}
+
+
+def _csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_read_pairs(tmp_path):
+    csv = _csv(
+        tmp_path / "pairs.csv",
+        "father,mother,name,genes,age,gender_shift\n"
+        "photos/dad.jpg,photos/mum.jpg,,,,\n"
+        "dad.jpg,/abs/mum.jpg,twins,0.8,20,-1.5\n"
+        "dad.jpg,/abs/mum.jpg,twins,,,\n"
+        ",,,,,\n"
+        "dad.jpg,mum.jpg,x,lots,,\n"
+        "dad.jpg,,y,,,\n",
+    )
+    rows = pipeline.read_pairs(csv)
+    assert [r.line for r in rows] == [2, 3, 4, 6, 7]  # the blank line 5 is skipped
+    assert rows[0].father == tmp_path / "photos" / "dad.jpg" and rows[0].name == "dad+mum"
+    assert rows[1].mother == tmp_path / "/abs/mum.jpg" and str(rows[1].mother) == "/abs/mum.jpg"
+    assert rows[1].overrides == {"genes": 0.8, "age": 20.0, "gender_shift": -1.5}
+    assert [r.name for r in rows[1:3]] == ["twins", "twins_2"]
+    assert rows[0].ok is None and rows[1].ok is None
+    assert rows[3].ok is False and rows[3].error == "pairs.csv line 6: genes='lots' is not a number"
+    assert rows[4].ok is False and "line 7: father and mother are both required" in rows[4].error
+
+
+def test_read_pairs_bad_files(tmp_path):
+    with pytest.raises(BabyganError, match=r"pairs.csv: missing column\(s\) mother"):
+        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mum\na,b\n"))
+    with pytest.raises(BabyganError, match=r"unknown column\(s\) smile"):
+        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother,smile\na,b,1\n"))
+    with pytest.raises(BabyganError, match="no pairs in the file"):
+        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother\n"))
+    with pytest.raises(BabyganError, match=r"nothere\.csv: cannot read"):
+        pipeline.read_pairs(tmp_path / "nothere.csv")
+
+
+@pytest.mark.slow
+def test_batch_reports_bad_rows_and_finishes_the_others(tiny, tmp_path, monkeypatch):
+    import babygan.align
+    import babygan.encoder.cache
+
+    aligned, encoded = [], []
+    real_align, real_encode = babygan.align.align_photo, babygan.encoder.cache.encode_images
+
+    def count_align(path, *a, **k):
+        aligned.append(path.name)
+        return real_align(path, *a, **k)
+
+    def count_encode(G, images, *a, **k):
+        encoded.append(len(images))
+        return real_encode(G, images, *a, **k)
+
+    monkeypatch.setattr(babygan.align, "align_photo", count_align)
+    monkeypatch.setattr(babygan.encoder.cache, "encode_images", count_encode)
+
+    csv = _csv(
+        tiny["folder"] / "pairs.csv",
+        "father,mother,name,genes,age,gender_shift\n"
+        "photos/astronaut.png,photos/astronaut_mirror.png,first,,,\n"
+        "photos/astronaut_mirror.png,photos/astronaut.png,second,0.8,20,1\n"
+        "photos/astronaut.png,photos/missing.jpg,third,,,\n"
+        "photos/astronaut.png,photos/wall.png,fourth,,,\n"
+        "photos/astronaut.png,photos/astronaut_mirror.png,fifth,0.1,,\n",
+    )
+    out = tmp_path / "out"
+    args = [
+        "batch",
+        csv,
+        "-o",
+        out,
+        "--model",
+        tiny["model"],
+        "--directions",
+        tiny["directions"],
+        *FAST_ENCODER,
+    ]
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == 1, res.output
+    assert "Error: 2 of 5 pairs failed" in res.output
+    assert "FAILED  third: " in res.output and "missing.jpg: no such file" in res.output
+    assert "FAILED  fourth: " in res.output and "wall.png: no face found" in res.output
+    table = res.output[res.output.index("line  name") :]
+    assert [ln.split()[2] for ln in table.splitlines()[1:6]] == ["ok", "ok", "FAILED", "FAILED", "ok"]
+    for name in ("first", "second", "fifth"):
+        for f in ("child.png", "child.json", "child.npy", "sheet.png"):
+            assert (out / name / f).is_file(), f"{name}/{f}"
+    assert not (out / "third").exists() and not (out / "fourth").exists()
+    second = json.loads((out / "second" / "child.json").read_text())["options"]
+    assert second["genes"] == 0.8 and second["age"] == 20 and second["shifts"] == {"gender": 1.0}
+    first = json.loads((out / "first" / "child.json").read_text())["options"]
+    assert first["genes"] == 0.5 and first["age"] == 10 and first["shifts"] == {}
+    summary = json.loads((out / "batch.json").read_text())
+    assert [r["ok"] for r in summary] == [True, True, False, False, True]
+    assert "no face found" in summary[3]["error"]
+    # Each distinct photo aligned once and encoded once (the two good ones, together).
+    assert sorted(aligned) == ["astronaut.png", "astronaut_mirror.png", "wall.png"]
+    assert encoded == [2]
+    assert json.loads((out / "fifth" / "child.json").read_text())["options"]["genes"] == 0.1
