@@ -1,0 +1,117 @@
+"""The pipeline's pieces without the CLI: options, children's dlatents, resemblance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_path
+from PIL import Image
+
+from babygan import latent, pipeline
+from babygan.errors import BabyganError
+
+L, D = 8, 6
+
+
+class _Directions:
+    """Stands in for a Session where only directions are needed (no generator, no TensorFlow)."""
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        self.dirs = {n: rng.standard_normal((L, D)).astype(np.float32) for n in ("age", "gender", "smile")}
+
+    def direction(self, name):
+        return self.dirs[name]
+
+
+def _parents():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((L, D)).astype(np.float32), rng.standard_normal((L, D)).astype(np.float32)
+
+
+def test_options_validation_and_json():
+    opts = pipeline.ChildOptions(genes=0.2, age=30, shifts=(("smile", 2.0),))
+    assert opts.resolved_age_coeff == 0.0
+    j = opts.to_json()
+    assert j["age"] == 30 and j["age_coeff"] == 0.0 and j["shifts"] == {"smile": 2.0}
+    j = pipeline.ChildOptions(age_coeff=-2.5).to_json()
+    assert j["age"] is None and j["age_coeff"] == -2.5
+    assert pipeline.ChildOptions().resolved_age_coeff == 4.0  # BabyGAN's default: 10 years
+    with pytest.raises(BabyganError, match="genes must be between 0"):
+        pipeline.ChildOptions(genes=2)
+    with pytest.raises(BabyganError, match="unknown blend style"):
+        pipeline.ChildOptions(style="aunt")
+    with pytest.raises(BabyganError, match="children=0"):
+        pipeline.ChildOptions(children=0)
+    with pytest.raises(BabyganError, match="--age or --age-coeff"):
+        pipeline.ChildOptions(shifts=(("age", 1.0),))
+    with pytest.raises(BabyganError, match="shifted twice"):
+        pipeline.ChildOptions(shifts=(("smile", 1.0), ("smile", 2.0)))
+
+
+def test_single_child_is_blend_plus_shifts_on_first_layers():
+    dad, mum = _parents()
+    s = _Directions()
+    opts = pipeline.ChildOptions(genes=0.3, style="mother", age=20, shifts=(("smile", -1.0),), layers=5)
+    [(name, w, noise_seed, mask)] = pipeline.child_dlatents(dad, mum, opts, s)
+    assert name == "child" and noise_seed is None and mask is None
+    t = ((np.arange(1, L + 1) / L) ** 0.7)[:, None]  # the "mother" curve with genes 0.3
+    expected = (1 - t) * dad + t * mum
+    expected[:5] += 2.0 * s.dirs["age"][:5] - 1.0 * s.dirs["smile"][:5]  # age 20 -> coeff 2
+    np.testing.assert_allclose(w, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_siblings_are_crossovers_with_own_noise():
+    dad, mum = _parents()
+    s = _Directions()
+    opts = pipeline.ChildOptions(genes=0.5, children=4, seed=5, age_coeff=0.0)
+    kids = pipeline.child_dlatents(dad, mum, opts, s)
+    assert [k[0] for k in kids] == ["child_01", "child_02", "child_03", "child_04"]
+    assert len({k[2] for k in kids}) == 4  # distinct noise seeds
+    for _, w, _, layers in kids:
+        for i, who in enumerate(layers):  # age coeff 0: every layer is one parent's, whole
+            np.testing.assert_allclose(w[i], (mum if who == "mother" else dad)[i], atol=1e-6)
+    masks = {tuple(k[3]) for k in kids}
+    assert len(masks) > 1
+    again = pipeline.child_dlatents(dad, mum, opts, s)
+    for a, b in zip(kids, again, strict=True):
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[2] == b[2] and a[3] == b[3]
+    other = pipeline.child_dlatents(dad, mum, opts.with_overrides(seed=6), s)
+    assert [k[2] for k in other] != [k[2] for k in kids]
+
+
+def test_sweep_labels():
+    r = pipeline.SweepResult(
+        None,
+        None,
+        np.array([5.8, -4.0]),
+        np.array([1.0, 50.0]),
+        np.zeros((2, L, D)),
+        [],
+        pipeline.ChildOptions(),
+    )
+    assert r.labels() == ["1 y", "50 y"]
+    r.ages = None
+    assert r.labels() == ["+5.8", "-4"]
+    assert latent.age_to_coeff(1.0) == pytest.approx(5.8)
+
+
+@pytest.mark.slow
+def test_resemblance_on_real_faces():
+    from babygan import resemblance as rs
+
+    faces = shared_path("faces", "aligned-reference")
+    load = lambda n: np.asarray(Image.open(faces / n).convert("RGB"))  # noqa: E731
+    d = rs.FaceDescriber()
+    # The same man (two photos of Obama) against another man: the same one is far closer.
+    res = rs.resemblance(d, load("obama_01.png"), load("obama_small_01.png"), load("tom_cruise_01.png"))
+    assert res["father"] < rs.SAME_PERSON_DISTANCE < res["mother"]
+    assert res["closer_to"] == "father" and res["reason"] is None
+    line = rs.describe_text(res)
+    assert "father 0." in line and "closer to the father" in line
+    # No face in the child: null distances and the reason, no crash.
+    res = rs.resemblance(d, np.zeros((32, 32, 3), np.uint8), load("obama_01.png"), load("tom_cruise_01.png"))
+    assert res["father"] is None and res["mother"] is None and res["closer_to"] is None
+    assert res["reason"] == "no face detected in the child (32x32 px)"
+    assert "father n/a" in rs.describe_text(res)
