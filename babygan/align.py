@@ -274,13 +274,14 @@ def detect_faces(
     detector = _get_detector()
 
     height, width = image.shape[:2]
-    scale = 1.0
+    scale = np.ones(2)  # (x, y): detection pixels per photo pixel
     small = image
-    if height * width > MAX_DETECT_PIXELS:
-        scale = math.sqrt(MAX_DETECT_PIXELS / (height * width))
-        size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    downscaled = height * width > MAX_DETECT_PIXELS
+    if downscaled:
+        factor = math.sqrt(MAX_DETECT_PIXELS / (height * width))
+        size = (max(round(width * factor), 1), max(round(height * factor), 1))
         small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-        scale = size[0] / width  # the scale actually applied (x); y differs by < 1 px
+        scale = np.array([size[0] / width, size[1] / height])
     small = np.ascontiguousarray(small)
 
     rects = detector(small, upsample)
@@ -292,10 +293,11 @@ def detect_faces(
         shape = shape_model(small, rect)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)  # (68, 2)
         box = (rect.left(), rect.top(), rect.right(), rect.bottom())
-        if scale != 1.0:
+        if downscaled:
             # Pixel centres sit at integer coordinates: map centre to centre.
             points = (points + 0.5) / scale - 0.5
-            box = tuple(round((v + 0.5) / scale - 0.5) for v in box)  # type: ignore[assignment]
+            corners = (np.array(box, np.float64).reshape(2, 2) + 0.5) / scale - 0.5
+            box = tuple(int(v) for v in np.rint(corners).ravel())  # type: ignore[assignment]
         faces.append(Face(box=box, landmarks=points))
     faces.sort(key=lambda f: (f.box[0], f.box[1]))
     return faces

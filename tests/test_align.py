@@ -255,19 +255,25 @@ def test_exif_orientation_is_applied(tmp_path, orientation):
     assert np.array_equal(load_photo(rotated), face)
 
 
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+def test_landmark_pixels_of_a_rotated_jpeg_are_turned_upright_too(tmp_path, orientation):
+    # Landmarks are found on dlib's own decoding of a JPEG: the EXIF fix must apply to it too.
+    rotated = _with_orientation(astronaut(), orientation, tmp_path / "rotated.jpg", quality=95)
+    image = load_photo(rotated)
+    pixels = detection_pixels(rotated, image)
+    assert pixels is not image and pixels.shape == image.shape == (300, 512, 3)
+    assert np.abs(pixels.astype(int) - image).mean() < 2
+
+
 def test_exif_rotated_jpeg_aligns_like_the_upright_one(tmp_path):
     face = astronaut()
     upright = save(face, tmp_path / "upright.jpg", quality=95)
     rotated = _with_orientation(face, 6, tmp_path / "rotated.jpg", quality=95)
-    # Landmarks are found on dlib's decoding of a JPEG: it must be turned upright too.
-    image = load_photo(rotated)
-    pixels = detection_pixels(rotated, image)
-    assert pixels is not image and pixels.shape == image.shape
-    assert np.abs(pixels.astype(int) - image).mean() < 2
     a = align_photo(upright, output_size=256, transform_size=1024)
     b = align_photo(rotated, output_size=256, transform_size=1024)
     assert np.abs(a.face.landmarks - b.face.landmarks).max() <= 3
     assert np.abs(a.image.astype(int) - b.image).mean() < 3
+    assert_looks_aligned(b.image, 256)
 
 
 def _cmyk_jpeg(face: np.ndarray, path: Path) -> np.ndarray:
