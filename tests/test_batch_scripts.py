@@ -1,0 +1,151 @@
+"""The shell scripts in scripts/: syntax, and the first two run for real on a tiny model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SHELL_SCRIPTS = sorted(SCRIPTS.glob("*.sh"))
+BABYGAN = f"{sys.executable} -m babygan"
+
+
+def _run(args, env=None, cwd=None):
+    return subprocess.run(
+        ["bash", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_scripts_exist_and_parse():
+    assert {p.name for p in SHELL_SCRIPTS} >= {
+        "predict_all_pairs.sh",
+        "age_sweep_pairs.sh",
+        "multi_gpu_batch.sh",
+    }
+    for script in SHELL_SCRIPTS:
+        res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{script.name}: {res.stderr}"
+        assert os.access(script, os.X_OK), f"{script.name} is not executable"
+
+
+def test_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    res = subprocess.run([shellcheck, *map(str, SHELL_SCRIPTS)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_usage_without_arguments():
+    for script in SHELL_SCRIPTS:
+        res = _run([script])
+        assert res.returncode == 2 and "scripts/" in res.stderr, script.name
+
+
+@pytest.mark.parametrize("use_parallel", [True, False])
+def test_multi_gpu_split(tmp_path, use_parallel):
+    if use_parallel and shutil.which("parallel") is None:
+        pytest.skip("GNU parallel is not installed")
+    stub = tmp_path / "stub.sh"
+    stub.write_text(
+        '#!/usr/bin/env bash\necho "gpu=$CUDA_VISIBLE_DEVICES $*" >> "$STUB_LOG"\n'
+        '[ "${STUB_FAIL:-}" = "$CUDA_VISIBLE_DEVICES" ] && exit 1\nexit 0\n'
+    )
+    stub.chmod(0o755)
+    (tmp_path / "pairs.csv").write_text(
+        "father,mother,name\nphotos/a.jpg,photos/b.jpg,one\n/x/c.jpg,d.jpg,two\ne.jpg,f.jpg,three\n\n"
+    )
+    log = tmp_path / "log"
+    env = {"BABYGAN": str(stub), "STUB_LOG": str(log)}
+    if not use_parallel:
+        env["BABYGAN_NO_PARALLEL"] = "1"
+    res = _run(
+        [SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out", "2", "--genes", "0.4", "--shift", "a b=1"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    calls = sorted(log.read_text().splitlines())
+    assert calls == [
+        "gpu=0 batch out/parts/part_0.csv --output-dir out/gpu_0 --genes 0.4 --shift a b=1",
+        "gpu=1 batch out/parts/part_1.csv --output-dir out/gpu_1 --genes 0.4 --shift a b=1",
+    ]
+    part0 = (tmp_path / "out" / "parts" / "part_0.csv").read_text().splitlines()
+    part1 = (tmp_path / "out" / "parts" / "part_1.csv").read_text().splitlines()
+    assert part0 == [
+        "father,mother,name",
+        f"{tmp_path}/photos/a.jpg,{tmp_path}/photos/b.jpg,one",
+        f"{tmp_path}/e.jpg,{tmp_path}/f.jpg,three",
+    ]
+    assert part1 == ["father,mother,name", f"/x/c.jpg,{tmp_path}/d.jpg,two"]
+    log.unlink()
+    res = _run(
+        [SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out2", "3"],
+        env={**env, "STUB_FAIL": "1"},
+        cwd=tmp_path,
+    )
+    assert res.returncode == 1  # one GPU's process failed
+    assert len(log.read_text().splitlines()) == 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    model, directions = make_tiny_model(folder)
+    (folder / "dads").mkdir()
+    (folder / "mums").mkdir()
+    dad, mum = make_photos(folder)
+    shutil.move(dad, folder / "dads" / dad.name)
+    shutil.move(mum, folder / "mums" / mum.name)
+    opts = ["--model", str(model), "--directions", str(directions), *FAST_ENCODER]
+    return {"folder": folder, "opts": opts}
+
+
+@pytest.mark.slow
+def test_predict_all_pairs_for_real(tiny, tmp_path):
+    f = tiny["folder"]
+    out = tmp_path / "out"
+    res = _run(
+        [SCRIPTS / "predict_all_pairs.sh", f / "dads", f / "mums", out, *tiny["opts"]],
+        env={"BABYGAN": BABYGAN},
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 pairs" in res.stderr
+    pair = out / "astronaut+astronaut_mirror"
+    for name in ("child.png", "child.json", "child.npy", "sheet.png"):
+        assert (pair / name).is_file(), name
+    assert (out / "pairs.csv").read_text().splitlines()[0] == "father,mother,name"
+    assert (out / "batch.json").is_file()
+
+
+@pytest.mark.slow
+def test_age_sweep_pairs_for_real(tiny, tmp_path):
+    f = tiny["folder"]
+    csv = f / "pairs.csv"
+    csv.write_text(
+        "father,mother,name\ndads/astronaut.png,mums/astronaut_mirror.png,good\n"
+        "dads/astronaut.png,mums/missing.jpg,bad\n"
+    )
+    out = tmp_path / "sweeps"
+    res = _run(
+        [SCRIPTS / "age_sweep_pairs.sh", csv, out, "--ages", "1:50:3", *tiny["opts"]],
+        env={"BABYGAN": BABYGAN},
+    )
+    assert res.returncode == 1, res.stdout + res.stderr  # the bad row fails, the good one is done
+    assert "FAILED bad" in res.stderr and "1 of 2 sweeps done" in res.stderr
+    with Image.open(out / "good" / "age_sweep.gif") as im:
+        assert im.n_frames == 3 and im.info["loop"] == 0
+    assert len(list((out / "good").glob("frame_*.png"))) == 3
+    assert not (out / "bad").exists()
