@@ -65,7 +65,6 @@ def _log_to_stderr() -> None:
         handler._babygan = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def _register() -> None:
@@ -83,6 +82,10 @@ def _register() -> None:
     from babygan.cli import generate
 
     main.add_command(generate.generate)
+    from babygan.cli import encode, train_estimator
+
+    main.add_command(encode.encode)
+    main.add_command(train_estimator.train_estimator)
 
 
 _register()
