@@ -1,0 +1,135 @@
+"""``babygan encode`` through click's CliRunner, on a tiny generator saved as our .npz."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from babygan.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny generator file and two aligned 'photos' (its own renders) as PNG files."""
+    from babygan.stylegan import random_generator, to_uint8
+
+    folder = tmp_path_factory.mktemp("tiny")
+    G = random_generator(resolution=32, fmap_max=16, seed=0)
+    model = G.save(folder / "tiny.npz")
+    w = G.mapping(np.random.RandomState(2).randn(2, G.z_dim).astype(np.float32), truncation_psi=0.5)
+    images = to_uint8(G.synthesis(w))
+    photos = []
+    for name, img in zip(("dad", "mum"), images, strict=True):
+        # stored at 64 px: --aligned resizes to the generator's 32 px
+        path = folder / f"{name}.png"
+        Image.fromarray(img).resize((64, 64), Image.LANCZOS).save(path)
+        photos.append(path)
+    return model, photos, G
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_encode_writes_dlatents_and_reconstructions(tiny, tmp_path):
+    model, photos, G = tiny
+    out = tmp_path / "out"
+    common = [
+        "--model",
+        model,
+        "--output-dir",
+        out,
+        "--aligned",
+        "--perceptual",
+        "pixel",
+        "--lr",
+        "0.05",
+        "-q",
+    ]
+    result = run("encode", *photos, "--iterations", "20", *common)
+    assert result.exit_code == 0, result.output
+    for stem in ("dad", "mum"):
+        w = np.load(out / f"{stem}.npy")
+        assert w.shape == (G.num_layers, G.w_dim) and w.dtype == np.float32
+        with Image.open(out / f"{stem}_reconstruction.png") as im:
+            assert im.size == (32, 32) and im.mode == "RGB"
+        assert f"{stem}.npy" in result.output
+    assert not [p for p in out.iterdir() if ".part" in p.name]
+    assert "dlatent_avg" in result.output  # says where the optimisation started (log on stderr)
+
+    # same photos and settings: from the cache, same numbers
+    first = np.load(out / "dad.npy")
+    again = run("encode", *photos, "--iterations", "20", *common)
+    assert again.exit_code == 0, again.output
+    assert "latent cache" in again.output
+    np.testing.assert_array_equal(np.load(out / "dad.npy"), first)
+
+    # --no-cache with the same seed: the same result again (deterministic)
+    fresh = run("encode", photos[0], "--iterations", "20", "--no-cache", *common)
+    assert fresh.exit_code == 0, fresh.output
+    assert "latent cache" not in fresh.output
+    np.testing.assert_array_equal(np.load(out / "dad.npy"), first)
+
+
+def test_missing_vgg16_offline_is_a_clear_error(tiny, tmp_path):
+    model, photos, _ = tiny
+    result = run("encode", photos[0], "--model", model, "-o", tmp_path, "--aligned", "--offline", "-q")
+    assert result.exit_code == 1
+    assert "Error: vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.output
+    assert "--perceptual pixel" in result.output
+    assert not list(tmp_path.glob("*.npy"))
+
+
+def test_non_square_aligned_photo_is_refused(tiny, tmp_path):
+    model, _, _ = tiny
+    photo = tmp_path / "wide.png"
+    Image.new("RGB", (40, 32)).save(photo)
+    result = run(
+        "encode", photo, "--model", model, "-o", tmp_path / "o", "--aligned", "--perceptual", "pixel"
+    )
+    assert result.exit_code == 1
+    assert "wide.png: an aligned photo must be square" in result.output
+
+
+def test_missing_photo_and_duplicate_names(tiny, tmp_path):
+    model, photos, _ = tiny
+    result = run(
+        "encode",
+        tmp_path / "nope.jpg",
+        "--model",
+        model,
+        "-o",
+        tmp_path,
+        "--aligned",
+        "-q",
+        "--perceptual",
+        "pixel",
+    )
+    assert result.exit_code == 1 and "nope.jpg" in result.output
+    other = tmp_path / "x" / photos[0].name
+    other.parent.mkdir()
+    other.write_bytes(photos[0].read_bytes())
+    result = run("encode", photos[0], other, "--model", model, "-o", tmp_path, "--aligned", "-q")
+    assert result.exit_code == 1 and "two photos share this name" in result.output
+
+
+def test_estimator_needed_but_missing(tiny, tmp_path):
+    model, photos, _ = tiny
+    result = run(
+        "encode",
+        photos[0],
+        "--model",
+        model,
+        "-o",
+        tmp_path,
+        "--aligned",
+        "--perceptual",
+        "pixel",
+        "--init",
+        "estimator",
+        "-q",
+    )
+    assert result.exit_code == 1
+    assert "no estimator for this generator" in result.output
