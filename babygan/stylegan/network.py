@@ -128,19 +128,24 @@ class Networks:
         return tf.tile(x[:, None, :], [1, self.config.num_layers, 1])
 
     def _epilogue(self, x: tf.Tensor, layer: int, w: tf.Tensor, noises: list[tf.Tensor]) -> tf.Tensor:
+        """Noise, bias, leaky ReLU, instance norm, AdaIN style: the official layer_epilogue.
+
+        Written with as few passes over the big tensor as TF allows (noise and bias are
+        summed on the small broadcast shape first; the style scale is folded into the
+        normalisation factor): the same arithmetic up to float32 rounding order.
+        """
         e = self._layers[layer]
+        shift = e["bias"]
         if self.config.use_noise:
-            x = x + noises[layer] * e["noise_strength"]
-        x = _lrelu(x + e["bias"])
-        # Instance norm over H, W (float32, eps 1e-8, as the official code).
-        x = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        x = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) + _EPS)
+            shift = noises[layer] * e["noise_strength"] + shift  # (1 or N, H, W, C)
+        x = tf.nn.leaky_relu(x + shift, alpha=_LRELU_ALPHA)
         # AdaIN style: dense of this layer's dlatent -> (scale, bias); scale is applied as 1 + s.
         style = tf.matmul(w[:, layer], e["style_w"]) + e["style_b"]
         ch = x.shape[-1]
-        scale = style[:, None, None, :ch] + 1.0
-        shift = style[:, None, None, ch:]
-        return x * scale + shift
+        # Instance norm over H, W (eps 1e-8, as the official code), then the style.
+        x = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        inv_std = tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) + _EPS)
+        return x * (inv_std * (style[:, None, None, :ch] + 1.0)) + style[:, None, None, ch:]
 
     def _upsample_conv(self, x: tf.Tensor, layer: int) -> tf.Tensor:
         e = self._layers[layer]

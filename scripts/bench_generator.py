@@ -1,0 +1,152 @@
+"""Benchmark the StyleGAN generator: speed and peak memory at full FFHQ size, and load times.
+
+Prints one JSON object. Each part runs in its own process so peak RSS is its own:
+
+  speed   the full 1024 FFHQ architecture with random weights (no download): seconds per
+          image for mapping + synthesis after warm-up, at batch 1 and batch 4, peak RSS
+  load    load times: the reference pickle (first load = unpickle + convert + cache write,
+          then from the converted cache in a fresh process), a saved full-size npz, and a
+          full-size official-format pickle written with tests/official_pickle.py
+
+    python scripts/bench_generator.py [--parts speed,load] [--repeats 3] [--jit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = (
+    Path(os.environ.get("BABYGAN_SHARED", REPO.parent / "shared")) / "reference" / "stylegan-ref-128.pkl"
+)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _full_size(jit: bool):
+    from babygan.stylegan import Generator, random_generator
+
+    G = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=0)
+    return Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=4, jit_compile=jit)
+
+
+def part_speed(repeats: int, jit: bool) -> dict:
+    import numpy as np
+
+    t0 = time.perf_counter()
+    G = _full_size(jit)
+    result: dict = {"build_s": round(time.perf_counter() - t0, 2), "jit_compile": jit}
+    for batch in (1, 4):
+        z = np.random.RandomState(batch).randn(batch, G.z_dim)
+        t0 = time.perf_counter()
+        G.synthesis(G.mapping(z, 0.7, 8))  # warm-up: traces (and compiles) for this batch size
+        warmup = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            images = G.synthesis(G.mapping(z, 0.7, 8))
+            times.append((time.perf_counter() - t0) / batch)
+        assert images.shape == (batch, 1024, 1024, 3)
+        result[f"batch{batch}"] = {
+            "warmup_s": round(warmup, 2),
+            "s_per_image_median": round(statistics.median(times), 3),
+            "s_per_image_min": round(min(times), 3),
+            "peak_rss_mb_so_far": round(_peak_rss_mb()),
+        }
+    return result
+
+
+def _timed(fn) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - t0, 3)
+
+
+def part_load(step: str, path: str) -> dict:
+    from babygan.stylegan import load_generator
+
+    G, seconds = _timed(lambda: load_generator(path))
+    return {"step": step, "load_s": seconds, "resolution": G.resolution, "peak_rss_mb": round(_peak_rss_mb())}
+
+
+def part_prepare_full(workdir: str) -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    from official_pickle import write_official_pickle
+
+    G = _full_size(False)
+    npz, npz_s = _timed(lambda: G.save(Path(workdir) / "full.npz"))
+    pkl, pkl_s = _timed(lambda: write_official_pickle(Path(workdir) / "full.pkl", G))
+    return {
+        "npz_bytes": npz.stat().st_size,
+        "pkl_bytes": pkl.stat().st_size,
+        "save_npz_s": npz_s,
+        "write_pkl_s": pkl_s,
+    }
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="speed,load")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jit", action="store_true", help="compile with XLA (jit_compile=True)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        kind, *rest = args.child
+        if kind == "speed":
+            res = part_speed(int(rest[0]), rest[1] == "1")
+        elif kind == "load":
+            res = part_load(rest[0], rest[1])
+        else:
+            res = part_prepare_full(rest[0])
+        print(json.dumps(res))
+        return
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    report: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+    parts = args.parts.split(",")
+    if "speed" in parts:
+        report["speed_1024"] = _child(["speed", str(args.repeats), "1" if args.jit else "0"], env)
+    if "load" in parts:
+        with tempfile.TemporaryDirectory() as home:
+            env_l = {**env, "BABYGAN_HOME": home}
+            loads = {}
+            if REFERENCE.is_file():
+                loads["reference_pkl_first"] = _child(["load", "convert", str(REFERENCE)], env_l)
+                loads["reference_pkl_cached"] = _child(["load", "cached", str(REFERENCE)], env_l)
+            loads["full_prepare"] = _child(["prepare", home], env_l)
+            loads["full_npz"] = _child(["load", "npz", str(Path(home) / "full.npz")], env_l)
+            loads["full_pkl_first"] = _child(["load", "convert", str(Path(home) / "full.pkl")], env_l)
+            loads["full_pkl_cached"] = _child(["load", "cached", str(Path(home) / "full.pkl")], env_l)
+            report["load"] = loads
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
