@@ -190,11 +190,24 @@ def test_converted_cache_is_written_then_used(G: Generator, tmp_path: Path, monk
     def no_unpickling(path):
         raise AssertionError("the converted cache should have been used")
 
+    def no_hashing(path):
+        raise AssertionError("an unchanged file should not be hashed again")
+
     monkeypatch.setattr(legacy, "load_official", no_unpickling)
+    monkeypatch.setattr(models, "sha256_file", no_hashing)
     G2 = load_generator(pkl)
     assert G2.source_sha256 == sha  # still the pickle's hash: latent caches keyed on it stay valid
     z = np.random.RandomState(9).randn(2, G.z_dim)
     np.testing.assert_array_equal(G2.run(z), G1.run(z))
+    monkeypatch.undo()
+
+    # a changed file is hashed and converted again
+    clear_cache()
+    other = tiny_generator(seed=1)
+    write_official_pickle(pkl, other)
+    G3 = load_generator(pkl)
+    assert G3.source_sha256 == models.sha256_file(pkl) != sha
+    np.testing.assert_array_equal(G3.params["synthesis.const"], other.params["synthesis.const"])
 
 
 def test_damaged_converted_cache_is_rebuilt(G: Generator, tmp_path: Path) -> None:

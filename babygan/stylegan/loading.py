@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from babygan.atomic import write_text_atomic
 from babygan.errors import ModelFileError
 from babygan.stylegan.config import GeneratorConfig
 from babygan.stylegan.generator import Generator, read_npz
@@ -31,6 +34,30 @@ def _kind(path: Path) -> str:
     return "pickle"
 
 
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a model file, remembered by (path, size, mtime) so a reload does not re-hash it.
+
+    Registry files use the models module's stamp beside them; for any other path the stamp
+    lives in the converted cache, never beside the user's file.
+    """
+    from babygan import models
+
+    path = path.resolve()
+    if path.parent == models.models_dir().resolve():
+        return models.cached_sha256(path)
+    st = path.stat()
+    signature = f"{path} {st.st_size} {st.st_mtime_ns}"
+    stamp = models.cache_dir("converted") / f"hash-{hashlib.sha1(str(path).encode()).hexdigest()}.txt"
+    with contextlib.suppress(OSError, ValueError):
+        recorded, digest = stamp.read_text(encoding="utf-8").rsplit(" ", 1)
+        if recorded == signature and len(digest) == 64:
+            return digest
+    digest = models.sha256_file(path)
+    with contextlib.suppress(OSError):
+        write_text_atomic(stamp, f"{signature} {digest}")
+    return digest
+
+
 def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) -> Generator:
     """An official StyleGAN v1 pickle (tuple or lone Gs) or our .npz, by registry name or path.
 
@@ -43,7 +70,7 @@ def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) 
     path = models.resolve_model_file(name_or_path, offline=offline)
     try:
         kind = _kind(path)
-        sha = models.cached_sha256(path) if path.parent == models.models_dir() else models.sha256_file(path)
+        sha = _file_sha256(path)
     except OSError as exc:
         raise ModelFileError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
     with _LOCK:
