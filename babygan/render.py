@@ -134,16 +134,23 @@ def _frames(frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
 
 
 def save_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0, loop: bool = True) -> Path:
-    """Write an animated GIF of ``uint8 (H, W, 3)`` frames, looping forever by default."""
-    import imageio.v3 as iio
+    """Write an animated GIF of ``uint8 (H, W, 3)`` frames, looping forever by default.
 
+    Each frame gets its own 256-colour palette from Pillow's fast octree quantiser: about
+    10x faster than the default median cut at 1024 px, for a similar error. Pillow merges
+    consecutive identical frames into one (adding up their delays).
+    """
     path = Path(path)
     if not fps > 0:
         raise BabyganError(f"{path.name}: fps must be > 0, got {fps}")
-    arr = np.stack(_frames(frames, path.name))  # (T, H, W, 3) uint8
-    # GIF stores frame delays in 1/100 s; Pillow's plugin takes milliseconds.
+    arrs = _frames(frames, path.name)
+    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE) for f in arrs]
+    extra: dict[str, Any] = {"loop": 0} if loop else {}  # no loop entry at all: play once
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, arr, extension=".gif", duration=1000.0 / fps, loop=0 if loop else 1)
+        # GIF stores delays in 1/100 s; Pillow takes milliseconds.
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, **extra
+        )
     return path
 
 

@@ -104,3 +104,15 @@ def test_mp4_written_where_ffmpeg_installed(tmp_path):
     path = render.save_mp4(tmp_path / "age_sweep.mp4", _frames(6, 64), fps=6)
     assert path.stat().st_size > 0
     assert iio.imread(path, plugin="FFMPEG").shape[0] == 6
+
+
+def test_gif_frames_look_like_the_input(tmp_path):
+    import imageio.v3 as iio
+
+    y, x = np.mgrid[0:64, 0:64]
+    frames = [np.stack([x * 4, y * 4, np.full_like(x, 40 * i)], -1).astype(np.uint8) for i in range(4)]
+    path = render.save_gif(tmp_path / "g.gif", frames, fps=4)
+    back = iio.imread(path, index=None)[..., :3].astype(int)  # (T, H, W, 3)
+    assert back.shape == (4, 64, 64, 3)
+    for got, want in zip(back, frames, strict=True):
+        assert np.abs(got - want).mean() < 6
