@@ -35,6 +35,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _full_size(jit: bool):
     from babygan.stylegan import Generator, random_generator
 
@@ -53,16 +58,19 @@ def part_speed(repeats: int, jit: bool) -> dict:
         t0 = time.perf_counter()
         G.synthesis(G.mapping(z, 0.7, 8))  # warm-up: traces (and compiles) for this batch size
         warmup = time.perf_counter() - t0
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            c0, t0 = _cpu_s(), time.perf_counter()
             images = G.synthesis(G.mapping(z, 0.7, 8))
             times.append((time.perf_counter() - t0) / batch)
+            cpu.append((_cpu_s() - c0) / batch)
         assert images.shape == (batch, 1024, 1024, 3)
         result[f"batch{batch}"] = {
             "warmup_s": round(warmup, 2),
             "s_per_image_median": round(statistics.median(times), 3),
             "s_per_image_min": round(min(times), 3),
+            # CPU seconds (all threads) per image: less sensitive to other processes than wall time
+            "cpu_s_per_image_median": round(statistics.median(cpu), 3),
             "peak_rss_mb_so_far": round(_peak_rss_mb()),
         }
     return result
@@ -157,6 +165,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
     }
     parts = args.parts.split(",")
@@ -174,6 +183,7 @@ def main() -> None:
             loads["full_pkl_first"] = _child(["load", "convert", str(Path(home) / "full.pkl")], env_l)
             loads["full_pkl_cached"] = _child(["load", "cached", str(Path(home) / "full.pkl")], env_l)
             report["load"] = loads
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=1))
 
 
