@@ -382,7 +382,7 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
             "sheet": written["sheet"],
         }
         record = {
-            "babygan": __version__,
+            "babygan_version": __version__,
             "father": result.father.to_json(),
             "mother": result.mother.to_json(),
             "options": result.options.to_json(),
@@ -407,7 +407,7 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
     images = [result.father.aligned] + [c.image for c in result.children] + [result.mother.aligned]
     labels = ["father"] + [c.name.replace("_", " ") for c in result.children] + ["mother"]
     sheet_meta = {
-        "babygan": __version__,
+        "babygan_version": __version__,
         "father": result.father.to_json(),
         "mother": result.mother.to_json(),
         "options": result.options.to_json(),
@@ -494,7 +494,7 @@ def write_sweep(
     width = len(str(len(result.frames)))
     names = [f"frame_{i:0{max(2, width)}d}.png" for i in range(1, len(result.frames) + 1)]
     common = {
-        "babygan": __version__,
+        "babygan_version": __version__,
         "father": result.father.to_json(),
         "mother": result.mother.to_json(),
         "options": result.options.to_json(),

@@ -56,7 +56,8 @@ def save_png(path: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | 
     info.add_text("Software", f"babygan {__version__}")
     if metadata:
         for key, value in metadata.items():
-            info.add_text(str(key), _text_value(value))
+            if str(key) != METADATA_KEY:  # that key holds the whole mapping, below
+                info.add_text(str(key), _text_value(value))
         info.add_text(METADATA_KEY, json.dumps(dict(metadata), sort_keys=True, default=str))
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)

@@ -12,7 +12,7 @@ from conftest import shared_path
 from PIL import Image
 from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
 
-from babygan import render
+from babygan import __version__, render
 from babygan.cli import main
 from babygan.models import sha256_file
 
@@ -71,6 +71,7 @@ def test_predict_writes_every_file(tiny, tmp_path):
     assert w.shape == (8, 512) and w.dtype == np.float32
 
     record = json.loads((out / "child.json").read_text())
+    assert record["babygan_version"] == __version__
     opts = record["options"]
     assert opts["genes"] == 0.3 and opts["style"] == "father"
     assert opts["age"] == 5 and opts["age_coeff"] == pytest.approx(5.0)  # 6 - 5/5
