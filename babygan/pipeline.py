@@ -100,12 +100,18 @@ class Parent:
 
     path: Path
     sha256: str
-    face: int | None
+    face: int  # which face of the photo, 1-based from the left (the largest unless one was asked for)
+    faces_found: int
     aligned: np.ndarray  # uint8 (S, S, 3), S = the generator's resolution
     dlatents: np.ndarray  # (L, w_dim) float32
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "sha256": self.sha256, "face": self.face}
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "face": self.face,
+            "faces_found": self.faces_found,
+        }
 
 
 class Session:
@@ -141,6 +147,8 @@ class Session:
         self._generator: Any = None
         self._directions: dict[str, tuple[np.ndarray, dict[str, str]]] = {}
         self._parents: dict[tuple[Path, int | None], Parent | BaseException] = {}
+        # aligned, not yet encoded (another photo of the same call failed to align)
+        self._aligned: dict[tuple[Path, int | None], tuple[Any, str]] = {}
         self._describer: Any = None
         self._descriptors: dict[tuple[Path, int | None], Any] = {}
 
@@ -214,20 +222,25 @@ class Session:
     def parents(self, photos: Sequence[tuple[str | Path, int | None]]) -> list[Parent]:
         """Align and encode the photos not seen before (new ones encoded together); cached.
 
-        photos: ``(path, face index or None)`` pairs. Raises the first failure among them.
+        photos: ``(path, face index or None)`` pairs. Every photo is aligned first, and
+        if one fails its error is raised before any (slow) encode; the aligned ones are
+        kept for later. Failures are remembered too, so a bad photo costs nothing twice.
         """
         keys = [(Path(p).expanduser().resolve(), face) for p, face in photos]
         new = [k for k in dict.fromkeys(keys) if k not in self._parents]
-        aligned: list[tuple[tuple[Path, int | None], np.ndarray, str]] = []
         for key in new:
-            try:
-                aligned.append((key, self._align(*key), _sha256(key[0])))
-            except BabyganError as exc:
-                self._parents[key] = exc
-        if aligned:
+            if key not in self._aligned:
+                try:
+                    self._aligned[key] = (self._align(*key), _sha256(key[0]))
+                except BabyganError as exc:
+                    self._parents[key] = exc
+        for key in keys:
+            if isinstance(self._parents.get(key), BaseException):
+                raise self._parents[key]
+        if new:
             from babygan.encoder.cache import encode_images
 
-            images = np.stack([img for _, img, _ in aligned])  # uint8 (N, S, S, 3)
+            images = np.stack([np.asarray(self._aligned[k][0].image, np.uint8) for k in new])  # (N, S, S, 3)
             w = encode_images(
                 self.generator,
                 images,
@@ -236,24 +249,20 @@ class Session:
                 offline=self.offline,
                 progress=self.progress,
             )  # (N, L, w_dim) float32
-            for (key, img, digest), wi in zip(aligned, np.asarray(w, np.float32), strict=True):
-                self._parents[key] = Parent(key[0], digest, key[1], img, wi)
-        out = []
-        for key in keys:
-            item = self._parents[key]
-            if isinstance(item, BaseException):
-                raise item
-            out.append(item)
-        return out
+            for key, img, wi in zip(new, images, np.asarray(w, np.float32), strict=True):
+                face, digest = self._aligned.pop(key)
+                self._parents[key] = Parent(key[0], digest, int(face.index), int(face.num_faces), img, wi)
+        return [self._parents[key] for key in keys]  # type: ignore[misc]
 
-    def _align(self, path: Path, face: int | None) -> np.ndarray:
+    def _align(self, path: Path, face: int | None) -> Any:
+        """``babygan.align.AlignedFace`` at the generator's resolution."""
         from babygan.align import align_photo
 
         if not path.is_file():
             raise BabyganError(f"{path}: no such file")
         res = int(self.generator.resolution)
         log.info("aligning %s", path.name)
-        return np.asarray(align_photo(path, output_size=res, face=face).image, dtype=np.uint8)
+        return align_photo(path, output_size=res, face=face)
 
     # -- resemblance -----------------------------------------------------------
 

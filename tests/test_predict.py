@@ -307,3 +307,23 @@ def test_predict_real_family_photos(tiny, tmp_path):
     # The sheet's first tile is the father's aligned face (grey-scale photo: R = G = B).
     tile = sheet[4:36, 4:36].astype(int)
     assert np.abs(tile[..., 0] - tile[..., 1]).max() <= 2 and tile.std() > 5
+
+
+def test_face_choice_recorded_and_checked(tiny, tmp_path):
+    import skimage.data
+
+    group = tmp_path / "astronaut_full.png"
+    Image.fromarray(skimage.data.astronaut()).save(group)  # dlib finds 2 faces here
+    res = _run(
+        ["predict", group, tiny["mum"], "-o", tmp_path / "bad", "--face-father", "3", *_model_args(tiny)],
+        expect_ok=False,
+    )
+    assert res.exit_code == 1 and "astronaut_full.png: no face 3, only 2 faces found" in res.output
+    assert "encoder" not in res.output  # failed before any encode
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "ok"
+    _run(["predict", group, tiny["mum"], "-o", out, "--face-father", "2", *_model_args(tiny)])
+    record = json.loads((out / "child.json").read_text())
+    assert record["father"]["face"] == 2 and record["father"]["faces_found"] == 2
+    assert record["mother"]["face"] == 1 and record["mother"]["faces_found"] == 1
+    assert record["options"]["face_father"] == 2 and record["options"]["face_mother"] is None
