@@ -19,8 +19,9 @@ _SQRT2 = math.sqrt(2.0)
 _LRELU_ALPHA = 0.2
 _EPS = 1e-8  # pixel norm and instance norm epsilon, as in the official code
 
-# XLA (jit_compile=True) was measured slower than plain graph mode for synthesis on a
-# 2-core CPU (see scripts/bench_generator.py), so graph mode is the default.
+# XLA (jit_compile=True) measured about 10x slower than plain graph mode for 1024 px synthesis
+# on a 2-core CPU (13.8-17.8 s vs 1.2-1.6 s per image, scripts/bench_generator.py --jit): its CPU
+# convolutions do not use oneDNN. Graph mode is the default.
 JIT_COMPILE = False
 
 
@@ -31,6 +32,7 @@ def _wscale(shape: tuple[int, ...], gain: float, lrmul: float = 1.0) -> np.float
 
 
 def _lrelu(x: tf.Tensor) -> tf.Tensor:
+    # the official formulation; gives dlatents bit-identical to the reference
     return tf.maximum(x, x * _LRELU_ALPHA)
 
 
@@ -49,7 +51,7 @@ class Networks:
         jit = JIT_COMPILE if jit_compile is None else jit_compile
         const = tf.constant
 
-        # Mapping: weights and biases both scaled by lrmul (biases only by lrmul).
+        # Mapping: weights scaled by sqrt(2)/sqrt(fan_in) * lrmul, biases by lrmul (lrmul 0.01).
         self._map_layers = []
         for i in range(c.mapping_layers):
             w = params[f"mapping.dense{i}.weight"]
