@@ -108,8 +108,16 @@ def train_estimator(
     images, dlatents = sample_pairs(G, samples, seed=seed, truncation_psi=truncation_psi)
     model = build_estimator(G, seed=seed)
     x = _preprocess(images, estimator_input_size(G))
-    # no XLA: compiling ResNet50's training step with it takes minutes on a CPU
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="mse", jit_compile=False)
+    steps = epochs * -(-samples // batch_size)
+    # No XLA: compiling ResNet50's training step with it takes minutes on a CPU. For a
+    # handful of steps, tracing the graph at all (about a minute on 2 cores) costs more
+    # than it saves: run eagerly.
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="mse",
+        jit_compile=False,
+        run_eagerly=steps <= 16,
+    )
     model.fit(x, dlatents, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=2 if progress else 0)
     recalibrate_batchnorm(model, x[:recalibrate_samples])
     return model
