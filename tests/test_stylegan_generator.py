@@ -230,3 +230,26 @@ def test_random_generator_is_reproducible() -> None:
     w = a.mapping(np.random.RandomState(0).randn(256, 16))
     # dlatent_avg is the mean mapping output, as training tracks it
     assert np.abs(w[:, 0].mean(axis=0) - a.dlatent_avg).max() < 0.5 * w[:, 0].std()
+
+
+def test_importing_the_package_does_not_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, babygan.stylegan, babygan.stylegan.legacy; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.heavy
+def test_full_size_official_pickle_round_trip(tmp_path: Path) -> None:
+    """The FFHQ 1024 architecture (random weights) through the official format and back."""
+    full = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=2)
+    assert full.config.num_params() == 26_212_019
+    pkl = write_official_pickle(tmp_path / "ffhq-like.pkl", full, form="gs")
+    loaded = load_generator(pkl)
+    assert (loaded.resolution, loaded.num_layers, loaded.z_dim, loaded.w_dim) == (1024, 18, 512, 512)
+    z = np.random.RandomState(0).randn(1, 512)
+    a, b = loaded.run(z, 0.7, 8), full.run(z, 0.7, 8)
+    assert a.shape == (1, 1024, 1024, 3)
+    np.testing.assert_array_equal(a, b)
