@@ -39,7 +39,8 @@ def test_version_from_console_script_and_module():
 def test_user_errors_are_one_line_with_exit_1():
     result = CliRunner().invoke(main, ["models", "path", "no-such-model"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no-such-model: not a file path that exists, nor a known model name")
+    expected = "Error: no-such-model: not a file path that exists, nor a known model name"
+    assert result.stderr.startswith(expected)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -61,3 +62,24 @@ def test_every_package_directory_is_listed_in_pyproject():
         ".".join(p.parent.relative_to(root).parts) for p in (root / "babygan").rglob("__init__.py")
     }
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_tensorflow_startup_chatter_is_hidden_but_the_device_is_said(tmp_path):
+    """A real `babygan generate` process: no oneDNN/absl/CUDA-probe lines, one line naming the device."""
+    from tiny_generator import tiny_generator
+
+    model = tmp_path / "tiny.npz"
+    tiny_generator().save(model)
+    env = {**__import__("os").environ, "BABYGAN_HOME": str(tmp_path / "home")}
+    env.pop("BABYGAN_TF_VERBOSE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "babygan", "generate", "-m", str(model), "--seeds", "0", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seed0000.png").is_file()
+    for noise in ("oneDNN", "absl::InitializeLog", "cuda drivers", "cuInit"):
+        assert noise not in proc.stderr
+    assert "babygan: TensorFlow: running on" in proc.stderr

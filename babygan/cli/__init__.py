@@ -15,6 +15,9 @@ import click
 from babygan import __version__
 from babygan.errors import BabyganError
 
+# Commands that run TensorFlow: it is imported up front for them, without its start-up chatter.
+_TENSORFLOW_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
+
 
 class _Group(click.Group):
     """Turns a BabyganError anywhere below into ``Error: <message>`` and exit 1."""
@@ -35,9 +38,14 @@ class _Group(click.Group):
     help="Where model files are kept (default: $BABYGAN_HOME/models, "
     "else the user cache dir).",
 )
-def main(models_dir: Path | None) -> None:
+@click.pass_context
+def main(ctx: click.Context, models_dir: Path | None) -> None:
     """Predict a child's face from photos of two parents, with StyleGAN."""
     _log_to_stderr()
+    if ctx.invoked_subcommand in _TENSORFLOW_COMMANDS and not {"--help", "-h"} & set(sys.argv):
+        from babygan.tfquiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     if models_dir is not None:
         from babygan import models
 

@@ -1,0 +1,28 @@
+"""Files are written whole or not at all, with the user's usual permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from babygan.atomic import atomic_path, write_text_atomic
+
+
+def test_written_file_gets_umask_permissions_not_mkstemp_0600(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044  # readable by group and others, like any file we make
+    assert path.read_text() == "{}"
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    dest = tmp_path / "child.png"
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
