@@ -26,6 +26,7 @@ _BGR_MEANS = np.array([103.939, 116.779, 123.68], np.float32)
 
 # Loaded once per process: resolved path -> keras Model (or the error it raised)
 _LOADED: dict[str, Any] = {}
+_WARNED: set[str] = set()
 
 
 def estimator_input_size(G: Any) -> int:
@@ -72,7 +73,7 @@ def sample_pairs(
     from babygan.stylegan import to_uint8
 
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((count, G.z_dim if hasattr(G, "z_dim") else G.w_dim)).astype(np.float32)
+    z = rng.standard_normal((count, G.z_dim)).astype(np.float32)
     dlatents, images = [], []
     for lo in range(0, count, batch):
         w = np.asarray(G.mapping(z[lo : lo + batch], truncation_psi=truncation_psi), np.float32)
@@ -239,7 +240,9 @@ def choose_estimator(G: Any, settings: EncoderSettings, *, offline: bool = False
             except ModelFileError as exc:
                 if settings.init == "estimator":
                     raise
-                log.warning("encoder: not using the estimator: %s; starting from dlatent_avg instead", exc)
+                if str(path) not in _WARNED:  # once per process, not once per batch
+                    _WARNED.add(str(path))
+                    log.warning("encoder: not using the estimator: %s; starting from dlatent_avg", exc)
                 return None
     if settings.init == "estimator":
         raise BabyganError(

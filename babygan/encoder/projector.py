@@ -23,6 +23,9 @@ log = logging.getLogger("babygan")
 # TF1's AdamOptimizer defaults, which pbaylies' encoder ran with
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
+#: compile the optimisation step with XLA: off, as it ran 20x slower on a 2-core CPU (256 px, batch 1)
+JIT_COMPILE = False
+
 # Compiled steps, built once per process: key -> _Step
 _STEP_CACHE: dict[tuple, _Step] = {}
 
@@ -33,7 +36,7 @@ class EncodeResult:
 
     dlatents: np.ndarray  # (N, L, w_dim) float32: the dlatents of the lowest loss seen
     loss_history: np.ndarray  # (iterations, N) float32: loss of the dlatents going into each step
-    init: str  # "estimator:<file>" or "dlatent_avg"
+    init: str  # where it started: "estimator:<file name>", "dlatent_avg", or "given" (initial_dlatents)
     reconstructions: np.ndarray  # uint8 (N, R, R, 3): the generator's render of ``dlatents``
     initial_dlatents: np.ndarray  # (N, L, w_dim) float32: where the optimisation started
 
@@ -141,8 +144,7 @@ class _Step:
             w_new = tf.where(tf.abs(w_new) > clip, draws, w_new)
             return w_new, m, v, per_image
 
-        self.step = tf.function(step)
-        self.losses = tf.function(losses)
+        self.step = tf.function(step, jit_compile=JIT_COMPILE)
 
     def target_features(self, target: Any) -> Any:
         """VGG features of the target batch (zeros of shape (N, 1) when VGG is off)."""
