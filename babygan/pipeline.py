@@ -34,6 +34,7 @@ log = logging.getLogger("babygan")
 KNOWN_DIRECTIONS = ("age", "gender", "smile", "angle_horizontal", "angle_vertical", "eyes_open")
 #: sheets are for looking at: their tiles are capped at this many pixels
 SHEET_TILE_MAX = 512
+SHEET_COLUMNS_MAX = 6
 
 
 # --------------------------------------------------------------------------- options
@@ -422,7 +423,9 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
         "options": result.options.to_json(),
         "layout": labels,
     }
-    render.save_png(sheet_path, render.side_by_side(images, labels, tile=tile), sheet_meta)
+    # One row (father | child | mother); many siblings wrap onto further rows.
+    sheet = render.contact_sheet(images, labels, columns=min(len(images), SHEET_COLUMNS_MAX), tile=tile)
+    render.save_png(sheet_path, sheet, sheet_meta)
     return written
 
 
