@@ -499,17 +499,20 @@ def write_sweep(
 ) -> dict[str, Any]:
     """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if mp4 and not render.mp4_available():  # fail before writing anything
         render.save_mp4(out / "age_sweep.mp4", result.frames, fps)
+    out.mkdir(parents=True, exist_ok=True)
     labels = result.labels()
     width = len(str(len(result.frames)))
     names = [f"frame_{i:0{max(2, width)}d}.png" for i in range(1, len(result.frames) + 1)]
+    options = result.options.to_json()
+    for swept in ("age", "age_coeff", "children", "seed"):  # per frame / not used by a sweep
+        options.pop(swept)
     common = {
         "babygan_version": __version__,
         "father": result.father.to_json(),
         "mother": result.mother.to_json(),
-        "options": result.options.to_json(),
+        "options": options,
         **result.info,
     }
     paths: dict[str, Any] = {"frames": []}

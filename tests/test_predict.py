@@ -197,6 +197,8 @@ def test_age_sweep_gif(tiny, tmp_path):
         assert im.size == (32, 32)
     assert (out / "sheet.png").is_file()
     record = json.loads((out / "age_sweep.json").read_text())
+    assert "age" not in record["options"] and record["options"]["genes"] == 0.5
+    assert render.read_png_metadata(frames[1])["age"] == pytest.approx(13.25)
     assert record["sweep"]["ages"] == pytest.approx([1, 13.25, 25.5, 37.75, 50])
     assert record["sweep"]["age_coeffs"] == pytest.approx([6 - a / 5 for a in (1, 13.25, 25.5, 37.75, 50)])
     w = np.load(out / "age_sweep.npy")
