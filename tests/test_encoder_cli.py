@@ -133,3 +133,24 @@ def test_estimator_needed_but_missing(tiny, tmp_path):
     )
     assert result.exit_code == 1
     assert "no estimator for this generator" in result.output
+
+
+def test_encode_aligns_a_real_photo(tiny, tmp_path):
+    """Without --aligned the photo goes through face alignment (to the generator's 32 px) first."""
+    from conftest import shared_path
+
+    photo = shared_path("faces", "obama_small.jpg")
+    model, _, G = tiny
+    out = tmp_path / "out"
+    fast = ["--perceptual", "pixel", "--iterations", "3", "-q"]
+    result = run("encode", photo, "--model", model, "-o", out, *fast)
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "obama_small.npy").shape == (G.num_layers, G.w_dim)
+    with Image.open(out / "obama_small_reconstruction.png") as im:
+        assert im.size == (32, 32)
+
+    # a photo without a face: the alignment's one-line error, exit 1, nothing written
+    dogs = shared_path("faces", "no_face_dogs.jpg")
+    result = run("encode", dogs, "--model", model, "-o", out, *fast)
+    assert result.exit_code == 1 and "no_face_dogs.jpg" in result.output
+    assert not (out / "no_face_dogs.npy").exists()
