@@ -31,7 +31,15 @@ from pathlib import Path
 from babygan.atomic import atomic_path
 from babygan.errors import ModelFileError
 
-__all__ = ["ModelFileError", "cache_dir", "fetch", "lookup", "resolve_model_file", "sha256_file"]
+__all__ = [
+    "ModelFileError",
+    "cache_dir",
+    "cached_sha256",
+    "fetch",
+    "lookup",
+    "resolve_model_file",
+    "sha256_file",
+]
 
 log = logging.getLogger("babygan")
 
@@ -180,7 +188,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _stamp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.sha256")
+    """Where a file's hash stamp lives: beside it in the models dir, else under the home.
+
+    Files elsewhere (the user's own model, a read-only share) are never written beside.
+    """
+    path = Path(path).absolute()
+    if path.parent == models_dir().absolute():
+        return path.with_name(f".{path.name}.sha256")
+    key = hashlib.sha1(str(path).encode()).hexdigest()
+    return babygan_home() / "hashes" / f"{key}.sha256"
 
 
 def _file_signature(path: Path) -> str:
@@ -188,8 +204,13 @@ def _file_signature(path: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
-def cached_sha256(path: Path) -> str:
-    """SHA-256 of a cached file, re-hashed only when its size or mtime changed."""
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of any file, re-hashed only when its size or mtime changed.
+
+    The hash is remembered across processes in a small stamp file, so a 300 MB
+    model is hashed once, not at every start.
+    """
+    path = Path(path)
     stamp = _stamp_path(path)
     signature = _file_signature(path)
     with contextlib.suppress(OSError, ValueError):
@@ -347,7 +368,8 @@ def _fetch_from(url: str, entry: ModelFile, dest: Path, progress: bool) -> None:
         _download_verified(url, dest, entry.sha256, entry.name, progress)
 
 
-def _size_text(size: int | None) -> str:
+def human_size(size: int | None) -> str:
+    """1234567 -> "1.2 MB"."""
     if size is None:
         return "size unknown"
     for unit in ("B", "KB", "MB", "GB"):
@@ -355,10 +377,6 @@ def _size_text(size: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000  # type: ignore[assignment]
     raise AssertionError  # pragma: no cover
-
-
-def human_size(size: int | None) -> str:
-    return _size_text(size)
 
 
 def fetch(
@@ -389,7 +407,7 @@ def fetch(
         dest.unlink()
         _forget_stamp(dest)
 
-    say(f"Fetching {entry.name} ({_size_text(entry.size)}, licence: {entry.licence})")
+    say(f"Fetching {entry.name} ({human_size(entry.size)}, licence: {entry.licence})")
     failures: list[str] = []
     for url in _candidate_urls(entry):
         try:
