@@ -560,3 +560,13 @@ def test_cli_bad_predictor_fails_once_before_any_photo(tmp_path, astro_png):
 def test_cli_is_listed():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "align" in result.stdout
+
+
+def test_cli_failure_part_way_through_a_photo_leaves_none_of_its_files(tmp_path, two_png):
+    """The JSON cannot be written (a folder stands in its place): no PNG of that photo remains."""
+    out = tmp_path / "out"
+    (out / "two.json").mkdir(parents=True)
+    result = _run(two_png, "-o", out, "--size", "64", "--all-faces", "--landmarks")
+    assert result.exit_code == 1
+    assert "two.json" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["two.json"]

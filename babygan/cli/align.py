@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,20 +104,23 @@ def align(
 
 
 def _write(results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int) -> None:
-    """PNG per face (and one JSON per photo), each written atomically."""
+    """PNG per face (and one JSON per photo): all written to temporaries first and renamed
+    together at the end, so a failure part-way leaves none of this photo's files."""
     from PIL import Image
 
-    from babygan.atomic import atomic_path, write_text_atomic
+    from babygan.atomic import atomic_path
 
-    for result, out in zip(results, outputs, strict=True):
-        with atomic_path(out) as tmp:
+    with contextlib.ExitStack() as renames:
+        for result, out in zip(results, outputs, strict=True):
+            tmp = renames.enter_context(atomic_path(out))
             Image.fromarray(result.image).save(tmp, format="PNG")
-    if json_path is not None:
-        header = {"source": str(results[0].source), "num_faces": results[0].num_faces, "output_size": size}
-        faces = [
-            json.dumps({"index": r.index, "file": out.name, **r.face.to_json()})
-            for r, out in zip(results, outputs, strict=True)
-        ]
-        # One face per line: readable, and still one json.load() away.
-        text = json.dumps(header)[:-1] + ', "faces": [\n ' + ",\n ".join(faces) + "\n]}\n"
-        write_text_atomic(json_path, text)
+        if json_path is not None:
+            first = results[0]
+            header = {"source": str(first.source), "num_faces": first.num_faces, "output_size": size}
+            faces = [
+                json.dumps({"index": r.index, "file": out.name, **r.face.to_json()})
+                for r, out in zip(results, outputs, strict=True)
+            ]
+            # One face per line: readable, and still one json.load() away.
+            text = json.dumps(header)[:-1] + ', "faces": [\n ' + ",\n ".join(faces) + "\n]}\n"
+            renames.enter_context(atomic_path(json_path)).write_text(text, encoding="utf-8")
