@@ -83,3 +83,24 @@ def test_tensorflow_startup_chatter_is_hidden_but_the_device_is_said(tmp_path):
     for noise in ("oneDNN", "absl::InitializeLog", "cuda drivers", "cuInit"):
         assert noise not in proc.stderr
     assert "babygan: TensorFlow: running on" in proc.stderr
+
+
+def test_a_command_line_mistake_is_answered_before_tensorflow_loads():
+    code = (
+        "import sys; from click.testing import CliRunner; from babygan.cli import main; "
+        "r = CliRunner().invoke(main, ['predict', 'only-one.jpg']); print(r.exit_code, r.output); "
+        "print('TF', 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("2 ")
+    assert "TF False" in out
+
+
+def test_file_system_errors_are_one_line_not_a_traceback(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = CliRunner().invoke(main, ["--models-dir", str(not_a_dir / "sub"), "models", "fetch", "age"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert lines == [f"Error: {not_a_dir / 'sub'}: Not a directory"]

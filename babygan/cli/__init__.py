@@ -6,6 +6,7 @@ imported inside the command functions, so ``babygan --help`` answers at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -15,18 +16,28 @@ import click
 from babygan import __version__
 from babygan.errors import BabyganError
 
-# Commands that run TensorFlow: it is imported up front for them, without its start-up chatter.
+# Commands that run TensorFlow: once their arguments are parsed, it is imported first, without
+# its start-up chatter.
 _TENSORFLOW_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
 
 
 class _Group(click.Group):
-    """Turns a BabyganError anywhere below into ``Error: <message>`` and exit 1."""
+    """Turns a BabyganError or OSError anywhere below into ``Error: <message>`` and exit 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except BabyganError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # an unwritable folder, a full disk...: the path and the reason
+            raise click.ClickException(os_error_text(exc)) from exc
+
+
+def os_error_text(exc: OSError) -> str:
+    """``"/path: Permission denied"`` rather than a traceback."""
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,14 +49,9 @@ class _Group(click.Group):
     help="Where model files are kept (default: $BABYGAN_HOME/models, "
     "else the user cache dir).",
 )
-@click.pass_context
-def main(ctx: click.Context, models_dir: Path | None) -> None:
+def main(models_dir: Path | None) -> None:
     """Predict a child's face from photos of two parents, with StyleGAN."""
     _log_to_stderr()
-    if ctx.invoked_subcommand in _TENSORFLOW_COMMANDS and not {"--help", "-h"} & set(sys.argv):
-        from babygan.tfquiet import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
     if models_dir is not None:
         from babygan import models
 
@@ -75,6 +81,22 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _tensorflow_first(command: click.Command) -> None:
+    """Run import_tensorflow_quietly() before the command's own body (after its arguments parse,
+    so a typo or --help answers at once)."""
+    body = command.callback
+    assert body is not None
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        from babygan.tfquiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        return body(*args, **kwargs)
+
+    command.callback = run
+
+
 def _register() -> None:
     from babygan.cli import models as models_cmd
 
@@ -97,3 +119,5 @@ def _register() -> None:
 
 
 _register()
+for _name in _TENSORFLOW_COMMANDS:
+    _tensorflow_first(main.commands[_name])

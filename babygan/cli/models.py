@@ -52,12 +52,15 @@ def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
         names = tuple(registry.manifest())
     if not names:
         raise click.UsageError("name at least one file, or pass --all (see `babygan models list`)")
+    from babygan.cli import os_error_text
+
     failed = []
     for name in names:
         try:
             path = registry.fetch(name, force=force, echo=lambda m: click.echo(m, err=True))
-        except registry.ModelFileError as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except (registry.ModelFileError, OSError) as exc:
+            text = os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+            click.echo(f"Error: {text}", err=True)
             failed.append(name)
             continue
         click.echo(f"{path}")
