@@ -104,3 +104,17 @@ def test_file_system_errors_are_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert lines == [f"Error: {not_a_dir / 'sub'}: Not a directory"]
+
+
+def test_an_unwritable_output_dir_is_one_line_not_a_traceback(tmp_path):
+    from tiny_generator import tiny_generator
+
+    model = tmp_path / "tiny.npz"
+    tiny_generator().save(model)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    args = ["generate", "-m", str(model), "--seeds", "0", "-o", str(not_a_dir / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {not_a_dir / 'out'}: Not a directory"
