@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from babygan.cli.predict import PHOTO, child_options, make_options, make_session, session_options
+from babygan.cli.options import PHOTO, child_options, make_options, make_session, session_options
 
 
 @click.command("age-sweep")
@@ -67,11 +67,8 @@ def age_sweep(
 
     if ages is not None and coeffs is not None:
         raise click.UsageError("give --ages or --coeffs, not both")
-    if mp4 and not render.mp4_available():
-        raise click.ClickException(
-            "age_sweep.mp4: writing MP4 needs imageio-ffmpeg, which is not installed; "
-            "run: pip install 'babygan[mp4]' (or use --gif)"
-        )
+    if mp4:  # fail before the slow encode
+        render.require_mp4(output_dir / "age_sweep.mp4")
     age_list = coeff_list = None
     if coeffs is not None:
         coeff_list = parse_range(coeffs, count=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from babygan.cli.predict import age_options, child_options, make_options, make_session, session_options
+from babygan.cli.options import age_options, child_options, make_options, make_session, session_options
 
 
 @click.command()

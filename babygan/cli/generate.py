@@ -6,15 +6,11 @@ from pathlib import Path
 
 import click
 
+from babygan.cli.options import model_option, offline_option
+
 
 @click.command()
-@click.option(
-    "--model",
-    "-m",
-    default="ffhq",
-    show_default=True,
-    help="Registry name (see `babygan models list`) or path to an official .pkl or a babygan .npz.",
-)
+@model_option("Registry name (see `babygan models list`) or path to an official .pkl or a babygan .npz.")
 @click.option("--seeds", default="0-7", show_default=True, help="Seeds: a range 0-7, a list 1,5,9, or both.")
 @click.option("--truncation-psi", type=float, default=0.7, show_default=True, help="1.0 = no truncation.")
 @click.option(
@@ -39,7 +35,7 @@ import click
     is_flag=True,
     help="Also write seedNNNN.npy: the (layers, 512) float32 dlatents.",
 )
-@click.option("--offline", is_flag=True, help="Never download; fail if the model is not already here.")
+@offline_option("Never download; fail if the model is not already here.")
 def generate(
     model: str,
     seeds: str,

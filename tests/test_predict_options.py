@@ -1,0 +1,53 @@
+"""The options predict, age-sweep and batch share (babygan.cli.options): same names, same checks."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from babygan.cli import main
+
+COMMANDS = (["predict", "a.jpg", "b.jpg"], ["age-sweep", "a.jpg", "b.jpg"], ["batch", "pairs.csv"])
+
+
+def _invoke(tmp_path, args):
+    """Run a command with its file arguments made (empty) in tmp_path."""
+    for name in ("a.jpg", "b.jpg", "pairs.csv"):
+        (tmp_path / name).touch()
+    args = [str(tmp_path / a) if a in ("a.jpg", "b.jpg", "pairs.csv") else a for a in args]
+    return CliRunner().invoke(main, args)
+
+
+@pytest.mark.parametrize("cmd", ["predict", "age-sweep", "batch", "generate"])
+def test_model_has_short_form(cmd):
+    res = CliRunner().invoke(main, [cmd, "--help"])
+    assert res.exit_code == 0
+    assert "-m, --model" in res.output and "--offline" in res.output
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+@pytest.mark.parametrize("lr", ["0", "-0.1"])
+def test_lr_must_be_positive(tmp_path, args, lr):
+    res = _invoke(tmp_path, [*args, "--lr", lr])
+    assert res.exit_code == 2
+    assert "Invalid value for '--lr'" in res.output and "not in the range x>0" in res.output
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_shared_options_parse_the_same(tmp_path, args, monkeypatch):
+    """-m is --model everywhere; the session gets it (stopped before any model loads)."""
+    import babygan.cli.age_sweep
+    import babygan.cli.batch
+    import babygan.cli.predict
+
+    seen = {}
+
+    def fake_session(kw):
+        seen["model"], seen["offline"], seen["quiet"] = kw["model"], kw["offline"], kw["quiet"]
+        raise SystemExit(0)
+
+    for module in (babygan.cli.predict, babygan.cli.age_sweep, babygan.cli.batch):
+        monkeypatch.setattr(module, "make_session", fake_session)
+    res = _invoke(tmp_path, [*args, "-m", "tiny.npz", "--offline", "-q"])
+    assert res.exit_code == 0, res.output
+    assert seen == {"model": "tiny.npz", "offline": True, "quiet": True}
