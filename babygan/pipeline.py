@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,6 @@ from babygan.errors import BabyganError, ModelFileError
 
 log = logging.getLogger("babygan")
 
-#: the directions BabyGAN publishes (registry names: "<name>.npy")
-KNOWN_DIRECTIONS = ("age", "gender", "smile", "angle_horizontal", "angle_vertical", "eyes_open")
 #: sheets are for looking at: their tiles are capped at this many pixels
 SHEET_TILE_MAX = 512
 SHEET_COLUMNS_MAX = 6
@@ -199,9 +198,9 @@ class Session:
                 raise ModelFileError(f"{path}: not a readable .npy direction file ({exc})") from exc
             G = self.generator
             arr = latent.check_direction(arr, int(G.num_layers), int(G.w_dim), name=str(path))
-            from babygan.models import sha256_file
+            from babygan.models import cached_sha256  # a model file: hashed once, remembered across runs
 
-            self._directions[name] = (arr, {"path": str(path), "sha256": sha256_file(path)})
+            self._directions[name] = (arr, {"path": str(path), "sha256": cached_sha256(path)})
         return self._directions[name][0]
 
     def _direction_path(self, name: str) -> Path:
@@ -227,12 +226,14 @@ class Session:
         if one fails its error is raised before any (slow) encode; the aligned ones are
         kept for later. Failures are remembered too, so a bad photo costs nothing twice.
         """
+        from babygan.models import sha256_file
+
         keys = [(Path(p).expanduser().resolve(), face) for p, face in photos]
         new = [k for k in dict.fromkeys(keys) if k not in self._parents]
         for key in new:
             if key not in self._aligned:
                 try:
-                    self._aligned[key] = (self._align(*key), _sha256(key[0]))
+                    self._aligned[key] = (self._align(*key), sha256_file(key[0]))
                 except BabyganError as exc:
                     self._parents[key] = exc
         for key in keys:
@@ -279,12 +280,6 @@ class Session:
                 self._descriptors[key] = self._describer.describe(parent.aligned, f"{who}'s aligned photo")
             descs.append(self._descriptors[key])
         return rs.resemblance(self._describer, child, descs[0], descs[1])
-
-
-def _sha256(path: Path) -> str:
-    from babygan.models import sha256_file
-
-    return sha256_file(path)
 
 
 # --------------------------------------------------------------------------- predict
@@ -432,6 +427,9 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
 # --------------------------------------------------------------------------- age sweep
 
 
+_FRAME_NAME = re.compile(r"frame_\d+\.png")
+
+
 @dataclass
 class SweepResult:
     father: Parent
@@ -499,8 +497,8 @@ def write_sweep(
 ) -> dict[str, Any]:
     """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for."""
     out = Path(output_dir)
-    if mp4 and not render.mp4_available():  # fail before writing anything
-        render.save_mp4(out / "age_sweep.mp4", result.frames, fps)
+    if mp4:  # fail before writing anything
+        render.require_mp4(out / "age_sweep.mp4")
     out.mkdir(parents=True, exist_ok=True)
     labels = result.labels()
     width = len(str(len(result.frames)))
@@ -521,6 +519,11 @@ def write_sweep(
         if result.ages is not None:
             meta["age"] = float(result.ages[i])
         paths["frames"].append(str(render.save_png(out / name, frame, meta).resolve()))
+    # An earlier, longer sweep into this folder left frames this one does not have: remove them,
+    # so the folder holds one sweep (only our own frame_<digits>.png names are touched).
+    for stale in out.glob("frame_*.png"):
+        if _FRAME_NAME.fullmatch(stale.name) and stale.name not in names:
+            stale.unlink()
     tile = _sheet_tile(int(result.frames[0].shape[0]))
     cols = min(len(result.frames), 5)
     sheet = render.contact_sheet(result.frames, labels, columns=cols, tile=tile)
@@ -541,8 +544,7 @@ def write_sweep(
         },
         "outputs": paths,
     }
-    paths["json"] = str((out / "age_sweep.json").resolve())
-    record["outputs"] = paths
+    paths["json"] = str((out / "age_sweep.json").resolve())  # paths is the record's "outputs" already
     write_text_atomic(out / "age_sweep.json", json.dumps(record, indent=2) + "\n")
     return paths
 
@@ -593,7 +595,7 @@ def read_pairs(csv_path: str | Path) -> list[BatchRow]:
             f"{csv_path}: unknown column(s) {', '.join(unknown)}; known: {', '.join(BATCH_COLUMNS)}"
         )
     rows: list[BatchRow] = []
-    seen: dict[str, int] = {}
+    used: set[str] = set()  # output folder names taken by earlier rows
     base = csv_path.parent
     for line, raw in enumerate(reader, start=2):
         rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
@@ -603,10 +605,19 @@ def read_pairs(csv_path: str | Path) -> list[BatchRow]:
         mother = base / Path(rec.get("mother", "")).expanduser()
         name = rec.get("name") or f"{father.stem}+{mother.stem}"
         name = "".join(ch if ch.isalnum() or ch in "+-_." else "_" for ch in name)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}_{seen[name]}"
+        # The name is a folder under OUTPUT_DIR: "." / ".." would write beside batch.json or
+        # outside it, and a leading dot hides the folder.
+        bad_name = not name or name.startswith(".")
+        if not bad_name:
+            name = _unique_name(name, used)
+            used.add(name)
         row = BatchRow(line, name, father, mother, {})
+        if bad_name:
+            row.ok, row.error = (
+                False,
+                f"{csv_path.name} line {line}: name {name!r} cannot be a folder name "
+                "(empty, or starts with '.')",
+            )
         for col, conv in (("genes", float), ("age", float), ("gender_shift", float)):
             if rec.get(col):
                 try:
@@ -622,6 +633,16 @@ def read_pairs(csv_path: str | Path) -> list[BatchRow]:
     if not rows:
         raise BabyganError(f"{csv_path}: no pairs in the file")
     return rows
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3`` ... : the first not in ``used`` (rows x, x_2, x -> x, x_2, x_3)."""
+    if name not in used:
+        return name
+    n = 2
+    while f"{name}_{n}" in used:
+        n += 1
+    return f"{name}_{n}"
 
 
 def _row_options(base: ChildOptions, overrides: Mapping[str, Any]) -> ChildOptions:

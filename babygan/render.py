@@ -164,14 +164,19 @@ def mp4_available() -> bool:
     return True
 
 
+def require_mp4(path: str | Path) -> None:
+    """Raise BabyganError naming ``path`` and what to install when MP4 cannot be written here."""
+    if not mp4_available():
+        raise BabyganError(
+            f"{Path(path).name}: writing MP4 needs imageio-ffmpeg, which is not installed; "
+            "run: pip install 'babygan[mp4]' (or use --gif)"
+        )
+
+
 def save_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -> Path:
     """Write an H.264 MP4 of ``uint8 (H, W, 3)`` frames; needs imageio-ffmpeg."""
     path = Path(path)
-    if not mp4_available():
-        raise BabyganError(
-            f"{path.name}: writing MP4 needs imageio-ffmpeg, which is not installed; "
-            "run: pip install 'babygan[mp4]' (or use --gif)"
-        )
+    require_mp4(path)
     if not fps > 0:
         raise BabyganError(f"{path.name}: fps must be > 0, got {fps}")
     import imageio.v2 as iio2

@@ -39,13 +39,13 @@ class FaceDescriber:
             raise ModelFileError(
                 "face_recognition_models: not installed; run pip install face_recognition_models"
             ) from exc
-        self._detector = dlib.get_frontal_face_detector()
+        # The HOG detector alignment already built and caches per process (align has no public
+        # getter for it; its private one is used rather than building a second detector).
+        from babygan.align import _get_detector
+
+        self._detector = _get_detector()
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-        self.model_files = {
-            "shape_predictor_5_face_landmarks.dat": frm.pose_predictor_five_point_model_location(),
-            "dlib_face_recognition_resnet_model_v1.dat": frm.face_recognition_model_location(),
-        }
 
     def describe(self, image: np.ndarray, what: str = "image") -> Descriptor:
         """Descriptor of the largest face in ``uint8 (H, W, 3)``; None + reason when none is found."""

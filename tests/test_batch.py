@@ -64,6 +64,43 @@ def test_read_pairs_bad_files(tmp_path):
         pipeline.read_pairs(tmp_path / "nothere.csv")
 
 
+def test_read_pairs_names_stay_inside_output_dir(tmp_path):
+    csv = _csv(
+        tmp_path / "pairs.csv",
+        "father,mother,name\n"
+        "dad.jpg,mum.jpg,..\n"
+        "dad.jpg,mum.jpg,.\n"
+        "dad.jpg,mum.jpg,.hidden\n"
+        "dad.jpg,mum.jpg,../escape\n"
+        "dad.jpg,mum.jpg,ok\n",
+    )
+    rows = pipeline.read_pairs(csv)
+    for row, line in zip(rows[:3], (2, 3, 4), strict=True):
+        assert row.ok is False and row.error.startswith(f"pairs.csv line {line}: name ")
+        assert "cannot be a folder name" in row.error
+    # "/" is replaced, so "../escape" is one folder name; it still starts with a dot.
+    assert rows[3].ok is False and "line 5" in rows[3].error
+    assert rows[4].ok is None and rows[4].name == "ok"
+
+
+def test_read_pairs_names_are_unique(tmp_path):
+    csv = _csv(
+        tmp_path / "pairs.csv",
+        "father,mother,name\na.jpg,b.jpg,x\na.jpg,b.jpg,x_2\na.jpg,b.jpg,x\na.jpg,b.jpg,x\n",
+    )
+    names = [r.name for r in pipeline.read_pairs(csv)]
+    assert names == ["x", "x_2", "x_3", "x_4"]  # no two rows share a folder
+
+
+def test_bad_name_row_writes_nothing(tmp_path):
+    csv = _csv(tmp_path / "pairs.csv", "father,mother,name\ndad.jpg,mum.jpg,..\n")
+    out = tmp_path / "work" / "out"
+    rows = pipeline.run_batch(csv, out, session=object())  # the row fails before any model is used
+    assert rows[0].ok is False and "line 2" in rows[0].error
+    assert sorted(p.name for p in out.iterdir()) == ["batch.json"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["out"]
+
+
 @pytest.mark.slow
 def test_batch_reports_bad_rows_and_finishes_the_others(tiny, tmp_path, monkeypatch):
     import babygan.align

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import shared_path
 from PIL import Image
 
-from babygan import latent, pipeline
+from babygan import latent, pipeline, render
 from babygan.errors import BabyganError
 
 L, D = 8, 6
@@ -95,6 +98,51 @@ def test_sweep_labels():
     r.ages = None
     assert r.labels() == ["+5.8", "-4"]
     assert latent.age_to_coeff(1.0) == pytest.approx(5.8)
+
+
+def _sweep(n: int, size: int = 16) -> pipeline.SweepResult:
+    """A written-out sweep needs no models: parents and frames made up."""
+    rng = np.random.default_rng(n)
+    parent = pipeline.Parent(
+        Path("dad.png"), "0" * 64, 1, 1, np.zeros((size, size, 3), np.uint8), np.zeros((L, D), np.float32)
+    )
+    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+    ages = np.linspace(1, 50, n)
+    coeffs = np.array([latent.age_to_coeff(a) for a in ages])
+    return pipeline.SweepResult(
+        parent, parent, coeffs, ages, np.zeros((n, L, D), np.float32), frames, pipeline.ChildOptions()
+    )
+
+
+def test_sweep_rerun_leaves_no_stale_frames(tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "frame_notes.png").write_bytes(b"not ours")  # not frame_<digits>.png: left alone
+    (out / "keep.txt").write_text("mine")
+    pipeline.write_sweep(_sweep(12), out)
+    assert len(list(out.glob("frame_[0-9]*.png"))) == 12
+    paths = pipeline.write_sweep(_sweep(5), out)
+    frames = sorted(p.name for p in out.glob("frame_[0-9]*.png"))
+    assert frames == [f"frame_{i:02d}.png" for i in range(1, 6)]
+    assert [Path(p).name for p in paths["frames"]] == frames
+    assert (out / "frame_notes.png").read_bytes() == b"not ours" and (out / "keep.txt").is_file()
+    record = json.loads((out / "age_sweep.json").read_text())
+    assert len(record["sweep"]["ages"]) == 5 and record["outputs"]["json"] == paths["json"]
+
+
+def test_sweep_mp4_unavailable_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "mp4_available", lambda: False)
+    with pytest.raises(BabyganError, match=r"age_sweep\.mp4: writing MP4 needs imageio-ffmpeg"):
+        pipeline.write_sweep(_sweep(3), tmp_path / "sweep", mp4=True)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_face_describer_reuses_the_alignment_detector():
+    pytest.importorskip("face_recognition_models")
+    from babygan import align
+    from babygan import resemblance as rs
+
+    assert rs.FaceDescriber()._detector is align._get_detector()
 
 
 @pytest.mark.slow

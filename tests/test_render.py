@@ -116,3 +116,11 @@ def test_gif_frames_look_like_the_input(tmp_path):
     assert back.shape == (4, 64, 64, 3)
     for got, want in zip(back, frames, strict=True):
         assert np.abs(got - want).mean() < 6
+
+
+def test_require_mp4(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "mp4_available", lambda: True)
+    render.require_mp4(tmp_path / "x.mp4")  # no error where imageio-ffmpeg is installed
+    monkeypatch.setattr(render, "mp4_available", lambda: False)
+    with pytest.raises(BabyganError, match=r"^x\.mp4: writing MP4 needs imageio-ffmpeg.*babygan\[mp4\]"):
+        render.require_mp4(tmp_path / "x.mp4")
