@@ -301,3 +301,132 @@ def test_unreachable_vgg16_download_fails_clearly(G, targets, tmp_path, monkeypa
     message = str(info.value)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "--perceptual pixel" in message
+
+
+# ----------------------------------------------------------------------- render and load only what is used
+
+
+@pytest.fixture
+def synthesis_calls(G, monkeypatch):
+    """Counts G.synthesis calls (full-resolution renders) and the images each rendered."""
+    calls: list[int] = []
+    real = G.synthesis
+
+    def counting(w, *args, **kwargs):
+        calls.append(len(w))
+        return real(w, *args, **kwargs)
+
+    monkeypatch.setattr(G, "synthesis", counting)
+    return calls
+
+
+def test_encode_renders_reconstructions_only_when_asked(G, targets, synthesis_calls):
+    from babygan.stylegan import to_uint8
+
+    images, _ = targets
+    result = encode(G, images, dataclasses.replace(PIXEL, iterations=3), progress=False)
+    assert synthesis_calls == []  # the optimisation renders in its own graph, not with synthesis()
+    recon = result.reconstructions
+    assert recon.shape == (2, 32, 32, 3) and recon.dtype == np.uint8
+    assert result.reconstructions is recon and synthesis_calls == [2]  # rendered once, then kept
+    synthesis_calls.clear()
+    np.testing.assert_array_equal(recon, to_uint8(G.synthesis(result.dlatents, noise="const")))
+
+
+def test_encode_photos_renders_each_photo_once(G, targets, synthesis_calls, tmp_path):
+    from PIL import Image
+
+    from babygan.encoder.files import encode_photos
+
+    images, _ = targets
+    paths = []
+    for k, img in enumerate(images):
+        paths.append(tmp_path / f"p{k}.png")
+        Image.fromarray(img).save(paths[-1])
+    settings = dataclasses.replace(PIXEL, iterations=3)
+    for _ in range(2):  # freshly encoded, then from the cache
+        synthesis_calls.clear()
+        photos = encode_photos(paths, G, settings, aligned=True, progress=False)
+        assert synthesis_calls == [2]
+        assert [p.reconstruction.shape for p in photos] == [(32, 32, 3)] * 2
+
+
+class _FakeEstimator:
+    """Stands in for a Keras estimator: fits G and guesses dlatent_avg."""
+
+    def __init__(self, G):
+        self.G = G
+        self.input_shape = (None, 32, 32, 3)
+        self.output_shape = (None, G.num_layers, G.w_dim)
+
+    def __call__(self, x, training=False):
+        return np.broadcast_to(self.G.dlatent_avg, (len(x), *self.output_shape[1:])).astype(np.float32)
+
+
+def test_fully_cached_call_loads_no_estimator(G, targets, counted, monkeypatch, tmp_path):
+    import babygan.encoder.estimator as est
+
+    loads: list[str] = []
+
+    def fake_load(path):
+        loads.append(str(path))
+        return _FakeEstimator(G)
+
+    monkeypatch.setattr(est, "load_estimator", fake_load)
+    est_file = tmp_path / "est.keras"
+    est_file.write_bytes(b"stands for an estimator")
+    images, _ = targets
+    settings = EncoderSettings(iterations=3, lr=0.05, perceptual="pixel", estimator=str(est_file))
+    first = encode_images(G, images, settings, progress=False)
+    assert counted == [2] and len(loads) >= 1
+    loads.clear()
+    again = encode_images(G, images, settings, progress=False)
+    assert counted == [2] and loads == []  # everything cached: the estimator is not loaded
+    np.testing.assert_array_equal(first, again)
+    # the estimator file's content is part of the key: another file, another result
+    est_file.write_bytes(b"another estimator")
+    encode_images(G, images, settings, progress=False)
+    assert counted == [2, 2]
+
+
+def test_auto_estimator_that_does_not_load_files_results_as_dlatent_avg(
+    G, targets, counted, monkeypatch, _isolated_babygan_home
+):
+    import babygan.encoder.estimator as est
+    from babygan import models
+
+    monkeypatch.setattr(models, "_models_dir_override", None)
+    models_dir = models.models_dir()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    (models_dir / est.FFHQ_ESTIMATOR).write_bytes(b"not an HDF5 file")
+    monkeypatch.setattr(est, "_is_ffhq", lambda _G: True)
+    images, _ = targets
+    settings = EncoderSettings(iterations=3, lr=0.05, perceptual="pixel")
+    first = encode_images(G, images, settings, progress=False)
+    assert counted == [2]
+    again = encode_images(G, images, settings, progress=False)
+    assert counted == [2]  # found under the dlatent_avg key it was filed under
+    np.testing.assert_array_equal(first, again)
+    # the same as a start from dlatent_avg without any estimator file
+    (models_dir / est.FFHQ_ESTIMATOR).unlink()
+    np.testing.assert_array_equal(encode_images(G, images, settings, progress=False), first)
+    assert counted == [2]
+
+
+def test_clear_cache_frees_the_generator_held_by_the_encoder(targets):
+    import gc
+    import weakref
+
+    from babygan.encoder import projector
+    from babygan.stylegan import clear_cache, random_generator
+
+    images, _ = targets
+    G2 = random_generator(resolution=32, fmap_max=16, seed=3)
+    encode(G2, images[:1], dataclasses.replace(PIXEL, iterations=1), progress=False)
+    assert any(step.generator is G2 for step in projector._STEP_CACHE.values())
+    ref = weakref.ref(G2)
+    del G2
+    clear_cache()
+    gc.collect()
+    assert projector._STEP_CACHE == {}
+    assert ref() is None

@@ -65,13 +65,11 @@ def train_estimator(
     quiet: bool,
 ) -> None:
     """Train a ResNet50 that guesses a face's dlatents, for `babygan encode --estimator`."""
-    from babygan.encoder.estimator import save_estimator
+    from babygan.encoder.estimator import check_estimator_dest, save_estimator
     from babygan.encoder.estimator import train_estimator as train
-    from babygan.errors import BabyganError
     from babygan.stylegan import load_generator
 
-    if output.suffix != ".keras":
-        raise BabyganError(f"{output}: the estimator is saved in Keras' format; name it <something>.keras")
+    check_estimator_dest(output)  # before the long training, not after
     G = load_generator(model, offline=offline)
     net = train(
         G, samples, epochs, batch_size, seed, lr=lr, truncation_psi=truncation_psi, progress=not quiet

@@ -29,50 +29,31 @@ def image_sha256(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-# (resolved path, size, mtime) -> sha256, so a large estimator is hashed once per process
-_HASHES: dict[tuple[str, int, int], str] = {}
+def _file_identity(path: Path) -> str:
+    """A hash standing for a model file's content (remembered across processes by its stamp)."""
+    from babygan.models import cached_sha256
+
+    return cached_sha256(Path(path).resolve())
 
 
-def _file_identity(name_or_path: str | None, *, offline: bool) -> str:
-    """A hash standing for a model file's content ("" when there is none)."""
-    if not name_or_path:
-        return ""
-    from babygan.models import resolve_model_file, sha256_file
-
-    path = resolve_model_file(name_or_path, offline=offline).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_file(path)
-    return _HASHES[key]
-
-
-def _dependencies(G: Any, settings: EncoderSettings, *, offline: bool) -> str:
-    """What besides the settings decides a result: the start (estimator or dlatent_avg) and VGG file."""
-    from babygan.encoder.estimator import choose_estimator
-
+def _dependencies(G: Any, settings: EncoderSettings, estimator: Path | None, *, offline: bool) -> str:
+    """What besides the settings decides a result: G's file, the start (estimator file or
+    dlatent_avg) and the VGG16 file. Built from paths and hashes only: nothing is loaded."""
     parts = [str(getattr(G, "source_sha256", ""))]
-    chosen = choose_estimator(G, settings, offline=offline)
-    parts.append(_file_identity(str(chosen[1]), offline=offline) if chosen else "dlatent_avg")
+    parts.append(_file_identity(estimator) if estimator is not None else "dlatent_avg")
     if settings.perceptual == "vgg16":
         from babygan.encoder.perceptual import resolve_vgg16_weights
 
         # resolved here first so that a missing file gets the VGG16-specific message
-        parts.append(
-            _file_identity(
-                str(resolve_vgg16_weights(settings.vgg16_weights, offline=offline)), offline=offline
-            )
-        )
+        parts.append(_file_identity(resolve_vgg16_weights(settings.vgg16_weights, offline=offline)))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def cache_path(image: np.ndarray, G: Any, settings: EncoderSettings, deps: str) -> Path:
-    """Where the cached dlatents of one aligned image live."""
+def cache_path(image: np.ndarray, settings: EncoderSettings, deps: str) -> Path:
+    """Where the cached dlatents of one aligned image live (``deps`` from :func:`_dependencies`)."""
     from babygan.models import cache_dir
 
-    key = hashlib.sha256(
-        f"{image_sha256(image)}|{G.source_sha256}|{settings.cache_key()}|{deps}".encode()
-    ).hexdigest()
+    key = hashlib.sha256(f"{image_sha256(image)}|{settings.cache_key()}|{deps}".encode()).hexdigest()
     return cache_dir("latents") / f"{key}.npy"
 
 
@@ -85,6 +66,19 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
         log.warning("encoder: ignoring a damaged cache entry %s", path)
         return None
     return w
+
+
+def _fill_from_cache(out: np.ndarray, paths: list[Path], indices: Any, shape: tuple[int, int]) -> list[int]:
+    """Copy the cached entries of ``indices`` into ``out``; return the indices not found."""
+    missing = []
+    for i in indices:
+        cached = _read_cached(paths[i], shape) if paths[i].is_file() else None
+        if cached is None:
+            missing.append(i)
+        else:
+            out[i] = cached
+            log.info("encoder: image %d found in the latent cache (%s)", i, paths[i].name)
+    return missing
 
 
 def encode_images(
@@ -111,16 +105,19 @@ def encode_images(
     todo = list(range(n))
     paths: list[Path] = []
     if use_cache:
-        deps = _dependencies(G, settings, offline=offline)
-        paths = [cache_path(img, G, settings, deps) for img in images]
-        todo = []
-        for i, path in enumerate(paths):
-            cached = _read_cached(path, (G.num_layers, G.w_dim)) if path.is_file() else None
-            if cached is None:
-                todo.append(i)
-            else:
-                out[i] = cached
-                log.info("encoder: image %d found in the latent cache (%s)", i, path.name)
+        from babygan.encoder.estimator import choose_estimator, estimator_path
+
+        shape = (G.num_layers, G.w_dim)
+        estimator = estimator_path(G, settings, offline=offline)
+        deps = _dependencies(G, settings, estimator, offline=offline)
+        paths = [cache_path(img, settings, deps) for img in images]
+        todo = _fill_from_cache(out, paths, range(n), shape)
+        if todo and estimator is not None and choose_estimator(G, settings, offline=offline) is None:
+            # "auto" mode and the estimator does not load: encode() will start from
+            # dlatent_avg, so results are looked up and filed under that key
+            deps = _dependencies(G, settings, None, offline=offline)
+            paths = [cache_path(img, settings, deps) for img in images]
+            todo = _fill_from_cache(out, paths, todo, shape)
     if todo:
         result: EncodeResult = encode(G, images[todo], settings, progress=progress, offline=offline)
         out[todo] = result.dlatents

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from babygan.encoder._util import first_line
 from babygan.encoder.settings import EncoderSettings
 from babygan.errors import BabyganError, ModelFileError
 
@@ -38,7 +39,7 @@ def _preprocess(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, S, S, 3) RGB -> float32 (N, size, size, 3) BGR minus the ImageNet means."""
     from babygan.encoder.projector import resize_uint8
 
-    resized = resize_uint8(images, size) if images.shape[1] != size else images
+    resized = resize_uint8(images, size)
     return resized[..., ::-1].astype(np.float32) - _BGR_MEANS
 
 
@@ -146,13 +147,19 @@ def recalibrate_batchnorm(model: Any, x: np.ndarray, chunk: int = 32) -> None:
             layer.momentum = momentum
 
 
+def check_estimator_dest(dest: str | Path) -> Path:
+    """``dest`` as a Path, or a BabyganError unless it is named <something>.keras (Keras' format)."""
+    dest = Path(dest)
+    if dest.suffix != ".keras":
+        raise BabyganError(f"{dest}: estimator files are saved in Keras' format; name it <something>.keras")
+    return dest
+
+
 def save_estimator(model: Any, dest: str | Path) -> Path:
     """Write the estimator to ``dest`` (a ``.keras`` file), atomically."""
     from babygan.atomic import atomic_path
 
-    dest = Path(dest)
-    if dest.suffix != ".keras":
-        raise BabyganError(f"{dest}: estimator files are saved in Keras' format; name it <something>.keras")
+    dest = check_estimator_dest(dest)
     with atomic_path(dest) as tmp:
         model.save(tmp)
     return dest
@@ -174,7 +181,7 @@ def load_estimator(path: str | Path) -> Any:
     try:
         model = keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises many kinds; the user needs one line naming the file
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         err = ModelFileError(f"{path}: Keras {keras.__version__} cannot load this estimator ({text[:200]})")
         _LOADED[key] = err
         raise err from exc
@@ -209,44 +216,68 @@ def _is_ffhq(G: Any) -> bool:
         return False
 
 
-def choose_estimator(G: Any, settings: EncoderSettings, *, offline: bool = False) -> tuple[Any, Path] | None:
-    """The estimator to start from, as (model, path), or None for dlatent_avg.
+def _auto_path(G: Any) -> Path | None:
+    """The registry's estimator for the FFHQ generator when it is already in the models dir.
+
+    Never downloaded implicitly (330 MB).
+    """
+    if not _is_ffhq(G):
+        return None
+    from babygan.models import lookup, model_path
+
+    path = model_path(lookup(FFHQ_ESTIMATOR))
+    return path if path.is_file() else None
+
+
+def estimator_path(G: Any, settings: EncoderSettings, *, offline: bool = False) -> Path | None:
+    """The estimator file the settings ask for, or None for dlatent_avg; loads nothing.
 
     - init "dlatent_avg": None.
-    - an explicit ``settings.estimator``: it must load and fit G, else an error.
-    - init "auto" for the FFHQ generator: the registry's finetuned_resnet.h5 when it is
-      already in the models dir (never downloaded implicitly: 330 MB); when Keras cannot
-      load it, a logged note and None.
+    - an explicit ``settings.estimator``: that file (resolved, fetched by registry name).
+    - init "auto"/"estimator" for the FFHQ generator: finetuned_resnet.h5 when it is
+      already in the models dir.
     - init "estimator" with nothing available: an error.
+
+    In "auto" mode the file may still fail to load; :func:`choose_estimator` then says None.
     """
     if settings.init == "dlatent_avg":
         return None
     if settings.estimator:
         from babygan.models import resolve_model_file
 
-        path = resolve_model_file(settings.estimator, offline=offline)
-        model = load_estimator(path)
-        check_estimator(model, G, path)
-        return model, path
-    if _is_ffhq(G):
-        from babygan.models import lookup, model_path
-
-        path = model_path(lookup(FFHQ_ESTIMATOR))
-        if path.is_file():
-            try:
-                model = load_estimator(path)
-                check_estimator(model, G, path)
-                return model, path
-            except ModelFileError as exc:
-                if settings.init == "estimator":
-                    raise
-                if str(path) not in _WARNED:  # once per process, not once per batch
-                    _WARNED.add(str(path))
-                    log.warning("encoder: not using the estimator: %s; starting from dlatent_avg", exc)
-                return None
-    if settings.init == "estimator":
+        return resolve_model_file(settings.estimator, offline=offline)
+    path = _auto_path(G)
+    if path is None and settings.init == "estimator":
         raise BabyganError(
             "init=estimator: no estimator for this generator; pass one (--estimator FILE, made with "
             "`babygan train-estimator`) or use the default init"
         )
-    return None
+    return path
+
+
+def choose_estimator(G: Any, settings: EncoderSettings, *, offline: bool = False) -> tuple[Any, Path] | None:
+    """The estimator to start from, loaded, as (model, path), or None for dlatent_avg.
+
+    The file is :func:`estimator_path`'s. An explicit estimator (or init "estimator") must
+    load and fit G, else an error; in "auto" mode a file Keras cannot load gives a logged
+    note (once per process) and None.
+    """
+    path = estimator_path(G, settings, offline=offline)
+    if path is None:
+        return None
+    try:
+        model = load_estimator(path)
+        check_estimator(model, G, path)
+    except ModelFileError as exc:
+        if settings.estimator or settings.init == "estimator":
+            raise
+        if str(path) not in _WARNED:  # once per process, not once per batch
+            _WARNED.add(str(path))
+            log.warning("encoder: not using the estimator: %s; starting from dlatent_avg", exc)
+        return None
+    return model, path
+
+
+def clear_loaded() -> None:
+    """Forget the estimators loaded in this process."""
+    _LOADED.clear()

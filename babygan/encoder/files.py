@@ -21,16 +21,14 @@ log = logging.getLogger("babygan")
 @dataclass(frozen=True)
 class EncodedPhoto:
     path: Path
-    aligned: np.ndarray  # uint8 (S, S, 3): the image that was encoded
     dlatents: np.ndarray  # (L, w_dim) float32
     reconstruction: np.ndarray  # uint8 (R, R, 3): G's render of ``dlatents``
 
 
 def load_aligned(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """An already aligned photo as uint8 (size, size, 3); it must be square (resized with Lanczos)."""
-    from PIL import Image
-
     from babygan.align import load_photo
+    from babygan.render import resize
 
     image = load_photo(path)
     h, w = image.shape[:2]
@@ -38,9 +36,7 @@ def load_aligned(path: str | os.PathLike[str], size: int) -> np.ndarray:
         raise BabyganError(
             f"{path}: an aligned photo must be square, this one is {w}x{h} (drop --aligned to align it)"
         )
-    if h != size:
-        image = np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS))
-    return image
+    return resize(image, size)
 
 
 def encode_photos(
@@ -56,7 +52,8 @@ def encode_photos(
     """Align (unless ``aligned``) and encode photos, all in one call (both parents share a batch).
 
     Alignment gives G.resolution px crops; with ``aligned`` each photo is taken as it is
-    and resized to G.resolution.
+    and resized to G.resolution. Each photo's reconstruction is rendered once, here
+    (:func:`encode_images` renders nothing).
     """
     settings = settings or EncoderSettings()
     images = []
@@ -72,6 +69,4 @@ def encode_photos(
     from babygan.stylegan import to_uint8
 
     recon = to_uint8(G.synthesis(dlatents, noise="const"))
-    return [
-        EncodedPhoto(Path(p), img, w, r) for p, img, w, r in zip(paths, batch, dlatents, recon, strict=True)
-    ]
+    return [EncodedPhoto(Path(p), w, r) for p, w, r in zip(paths, dlatents, recon, strict=True)]

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from babygan.encoder._util import first_line
 from babygan.errors import BabyganError, ModelFileError
 
 log = logging.getLogger("babygan")
@@ -63,12 +64,16 @@ def vgg16_features(weights: Path, size: int) -> Any:
         # layers with weights and every array's shape: a wrong file fails here, loudly.
         full.load_weights(str(weights))
     except Exception as exc:  # any reader error becomes one clear line naming the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{weights}: not a Keras VGG16 no-top weights file ({first})") from exc
+        raise ModelFileError(f"{weights}: not a Keras VGG16 no-top weights file ({first_line(exc)})") from exc
     model = keras.Model(full.input, full.get_layer(VGG_LAYER).output, name="vgg16_block3_conv3")
     model.trainable = False
     _VGG_CACHE[key] = model
     return model
+
+
+def clear_vgg_cache() -> None:
+    """Forget the VGG16 feature models built in this process."""
+    _VGG_CACHE.clear()
 
 
 def vgg_preprocess(images: Any) -> Any:

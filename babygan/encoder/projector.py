@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from babygan.encoder.settings import EncoderSettings
 from babygan.errors import BabyganError
+from babygan.stylegan.loading import on_clear_cache
 
 log = logging.getLogger("babygan")
 
@@ -26,8 +28,20 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 #: compile the optimisation step with XLA: off, as it ran 20x slower on a 2-core CPU (256 px, batch 1)
 JIT_COMPILE = False
 
-# Compiled steps, built once per process: key -> _Step
+# Compiled steps, built once per process: key -> _Step. A step holds its generator
+# (its graph renders with it), so babygan.stylegan.clear_cache() empties this too.
 _STEP_CACHE: dict[tuple, _Step] = {}
+
+
+@on_clear_cache
+def clear_encoder_caches() -> None:
+    """Forget the compiled steps, VGG16 models and estimators (and so the generators they hold)."""
+    from babygan.encoder.estimator import clear_loaded
+    from babygan.encoder.perceptual import clear_vgg_cache
+
+    _STEP_CACHE.clear()
+    clear_vgg_cache()
+    clear_loaded()
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,18 @@ class EncodeResult:
     dlatents: np.ndarray  # (N, L, w_dim) float32: the dlatents of the lowest loss seen
     loss_history: np.ndarray  # (iterations, N) float32: loss of the dlatents going into each step
     init: str  # where it started: "estimator:<file name>", "dlatent_avg", or "given" (initial_dlatents)
-    reconstructions: np.ndarray  # uint8 (N, R, R, 3): the generator's render of ``dlatents``
     initial_dlatents: np.ndarray  # (N, L, w_dim) float32: where the optimisation started
+    generator: Any = field(default=None, repr=False, compare=False)  # the G that ``dlatents`` are for
+
+    @cached_property
+    def reconstructions(self) -> np.ndarray:
+        """uint8 (N, R, R, 3): the generator's render of ``dlatents``, rendered on first use.
+
+        Rendered lazily: callers that only need the dlatents (the cache, predict) never pay for it.
+        """
+        from babygan.stylegan import to_uint8
+
+        return to_uint8(self.generator.synthesis(self.dlatents, noise="const"))
 
     @property
     def best_loss(self) -> np.ndarray:
@@ -69,9 +93,9 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, S, S, 3) -> uint8 (N, size, size, 3) with Lanczos (as pbaylies loads targets)."""
     if images.shape[1] == size:
         return images
-    from PIL import Image
+    from babygan.render import resize
 
-    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.LANCZOS)) for img in images])
+    return np.stack([resize(img, size) for img in images])
 
 
 def image_seed(image: np.ndarray, seed: int) -> tuple[int, int]:
@@ -92,6 +116,7 @@ class _Step:
 
         self.size = size
         self.vgg = vgg
+        self.generator = G  # keeps G alive while its id is a cache key (so no other G can get that id)
         weights = (settings.vgg_weight, settings.pixel_weight, settings.mssim_weight, settings.l1_weight)
         vgg_w, pixel_w, mssim_w, l1_w = (float(x) for x in weights)
         clip = float(settings.clip)
@@ -183,9 +208,8 @@ def _get_step(G: Any, settings: EncoderSettings, *, offline: bool) -> _Step:
         settings.clip,
     )
     step = _STEP_CACHE.get(key)
-    if step is None or step.generator is not G:
+    if step is None:
         step = _Step(G, settings, size, vgg)
-        step.generator = G  # keeps G alive while its id is a cache key
         _STEP_CACHE[key] = step
     return step
 
@@ -284,13 +308,10 @@ def encode(
         if bar is not None:
             bar.close()
 
-    from babygan.stylegan import to_uint8
-
-    recon = to_uint8(G.synthesis(best, noise="const"))
     return EncodeResult(
         dlatents=best.astype(np.float32),
         loss_history=history,
         init=init_label,
-        reconstructions=recon,
         initial_dlatents=start.astype(np.float32),
+        generator=G,
     )

@@ -226,12 +226,6 @@ class Generator:
             ]
         return nets.synthesis(w, noises)
 
-    def mapping_tensor(self, z: Any) -> Any:
-        """tf.Tensor z (N, z_dim) -> tf.Tensor w (N, num_layers, w_dim), no truncation."""
-        import tensorflow as tf
-
-        return self.nets.mapping(tf.cast(z, tf.float32))
-
     # ------------------------------------------------------------------ our file format
 
     def save(self, path: str | os.PathLike[str]) -> Path:

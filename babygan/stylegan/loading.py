@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from babygan.atomic import write_text_atomic
 from babygan.errors import ModelFileError
 from babygan.stylegan.config import GeneratorConfig
 from babygan.stylegan.generator import Generator, read_npz
@@ -21,6 +19,8 @@ log = logging.getLogger("babygan")
 # One Generator per source file hash per process: models are loaded once and reused.
 _CACHE: dict[str, Generator] = {}
 _LOCK = threading.Lock()
+# Functions clear_cache() runs too: caches in other modules that hold generators
+_CLEAR_HOOKS: list[Callable[[], None]] = []
 
 
 def _kind(path: Path) -> str:
@@ -32,30 +32,6 @@ def _kind(path: Path) -> str:
         return "npz"
     # Anything else goes to the restricted unpickler, which names what it refuses.
     return "pickle"
-
-
-def _file_sha256(path: Path) -> str:
-    """SHA-256 of a model file, remembered by (path, size, mtime) so a reload does not re-hash it.
-
-    Registry files use the models module's stamp beside them; for any other path the stamp
-    lives in the converted cache, never beside the user's file.
-    """
-    from babygan import models
-
-    path = path.resolve()
-    if path.parent == models.models_dir().resolve():
-        return models.cached_sha256(path)
-    st = path.stat()
-    signature = f"{path} {st.st_size} {st.st_mtime_ns}"
-    stamp = models.cache_dir("converted") / f"hash-{hashlib.sha1(str(path).encode()).hexdigest()}.txt"
-    with contextlib.suppress(OSError, ValueError):
-        recorded, digest = stamp.read_text(encoding="utf-8").rsplit(" ", 1)
-        if recorded == signature and len(digest) == 64:
-            return digest
-    digest = models.sha256_file(path)
-    with contextlib.suppress(OSError):
-        write_text_atomic(stamp, f"{signature} {digest}")
-    return digest
 
 
 def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) -> Generator:
@@ -70,7 +46,7 @@ def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) 
     path = models.resolve_model_file(name_or_path, offline=offline)
     try:
         kind = _kind(path)
-        sha = _file_sha256(path)
+        sha = models.cached_sha256(path.resolve())  # remembered across processes
     except OSError as exc:
         raise ModelFileError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
     with _LOCK:
@@ -106,10 +82,22 @@ def _load_uncached(path: Path, kind: str, sha: str) -> Generator:
     return G
 
 
+def on_clear_cache(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register ``fn`` to run in :func:`clear_cache` (a cache elsewhere that holds generators)."""
+    _CLEAR_HOOKS.append(fn)
+    return fn
+
+
 def clear_cache() -> None:
-    """Forget the generators loaded in this process (tests; freeing memory)."""
+    """Forget the generators loaded in this process (tests; freeing memory).
+
+    Also runs the hooks registered with :func:`on_clear_cache` (the encoder's compiled
+    steps hold their generator), which import nothing.
+    """
     with _LOCK:
         _CACHE.clear()
+    for fn in list(_CLEAR_HOOKS):
+        fn()
 
 
 def random_generator(
