@@ -11,3 +11,10 @@ class BabyganError(Exception):
 
 class ModelFileError(BabyganError):
     """A model file is missing, corrupt, of the wrong kind, or cannot be fetched."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none
+    (for wrapping a library's error into our one-line messages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
+from babygan.cli.options import model_option, offline_option, quiet_option
 from babygan.errors import BabyganError
 
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "-m",
-    default="ffhq",
-    show_default=True,
-    help="Generator: registry name, official .pkl or babygan .npz path.",
-)
+@model_option()
 @click.option(
     "--output-dir",
     "-o",
@@ -72,8 +67,8 @@ from babygan.errors import BabyganError
     help="Start from the estimator's guess (auto: when one is available) or dlatent_avg.",
 )
 @click.option("--no-cache", is_flag=True, help="Encode again even when the latent cache has the result.")
-@click.option("--offline", is_flag=True, help="Never download; fail when a model file is missing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@offline_option("Never download; fail when a model file is missing.")
+@quiet_option("No progress bar.")
 def encode(
     photos: tuple[Path, ...],
     model: str,

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import click
 
+from babygan.cli.options import model_option, offline_option, quiet_option
+
 
 @click.command("train-estimator")
-@click.option(
-    "--model",
-    "-m",
-    default="ffhq",
-    show_default=True,
-    help="Generator: registry name, official .pkl or babygan .npz path.",
-)
+@model_option()
 @click.option(
     "--samples",
     default=2000,
@@ -50,8 +46,8 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to save the estimator (a .keras file).",
 )
-@click.option("--offline", is_flag=True, help="Never download; fail when the generator file is missing.")
-@click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
+@offline_option("Never download; fail when the generator file is missing.")
+@quiet_option("No per-epoch lines.")
 def train_estimator(
     model: str,
     samples: int,

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from babygan.encoder._util import first_line
 from babygan.encoder.settings import EncoderSettings
-from babygan.errors import BabyganError, ModelFileError
+from babygan.errors import BabyganError, ModelFileError, first_line
 
 log = logging.getLogger("babygan")
 

@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from babygan.encoder._util import first_line
-from babygan.errors import BabyganError, ModelFileError
+from babygan.errors import BabyganError, ModelFileError, first_line
 
 log = logging.getLogger("babygan")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from babygan.errors import ModelFileError
+from babygan.errors import ModelFileError, first_line
 from babygan.stylegan.config import GeneratorConfig
 
 try:  # numpy >= 2 (numpy.core is a deprecated alias there)
@@ -92,7 +92,7 @@ def safe_unpickle(path: str | Path) -> Any:
         except Exception as exc:  # any other failure: not a pickle, truncated or corrupt
             if head != b"\x80":
                 raise ModelFileError(f"{path.name}: not a network pickle (unknown file format)") from None
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = first_line(exc)
             if isinstance(exc, EOFError) or "truncated" in msg:
                 raise ModelFileError(f"{path.name}: the pickle is truncated (the file ends early)") from None
             raise ModelFileError(f"{path.name}: the pickle is corrupt ({msg})") from None
