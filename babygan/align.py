@@ -306,13 +306,18 @@ def detect_faces(
 # ------------------------------------------------------------------------ FFHQ crop
 
 
-def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+def ffhq_quad(landmarks: np.ndarray, crop_scale: float = 1.0) -> tuple[np.ndarray, float]:
     """The oriented crop square of the FFHQ recipe: ``(4, 2) float64`` corners and its side.
 
     x runs along the eye line (tilted by the eye-to-mouth direction), scaled by
     max(2.0 x eye distance, 1.8 x eye-to-mouth distance); the square has side 2|x|
-    and is centred a tenth of the way from the eyes to the mouth.
+    and is centred a tenth of the way from the eyes to the mouth. ``crop_scale``
+    multiplies the side about that same centre: 1.0 is FFHQ's crop exactly, below 1
+    a tighter one (babygan's built-in model is trained on UTKFace faces cropped at
+    ``babygan.utkface.CROP_SCALE``).
     """
+    if not (math.isfinite(crop_scale) and crop_scale > 0):
+        raise ValueError(f"crop_scale must be a positive number, got {crop_scale}")
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2) or not np.all(np.isfinite(lm)):
         raise ValueError(f"landmarks must be finite (68, 2), got {lm.shape}")
@@ -329,6 +334,8 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     if norm == 0:
         raise ValueError("degenerate landmarks: eyes and mouth coincide")
     x = x / norm * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    if crop_scale != 1.0:  # leave FFHQ's arithmetic untouched at 1.0
+        x = x * crop_scale
     y = np.flipud(x) * [-1, 1]
     c = eye_avg + eye_to_mouth * 0.1
     quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
@@ -340,6 +347,8 @@ def align_image(
     landmarks: np.ndarray,
     output_size: int = 1024,
     transform_size: int = 4096,
+    *,
+    crop_scale: float = 1.0,
 ) -> np.ndarray:
     """Crop one face the way FFHQ was made; returns ``uint8 (S, S, 3)``, S = output_size.
 
@@ -347,6 +356,7 @@ def align_image(
     (x, y) in the same pixels. Steps: shrink huge faces, crop with a border,
     reflect-pad what the square leaves outside the photo (blurred and faded to the
     median colour), sample the square at ``transform_size`` bilinearly, Lanczos down.
+    ``crop_scale``: the square's side relative to FFHQ's (see ``ffhq_quad``).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -354,7 +364,7 @@ def align_image(
     if output_size < 1:
         raise ValueError(f"output_size must be positive, got {output_size}")
     transform_size = max(transform_size, output_size)
-    quad, qsize = ffhq_quad(landmarks)
+    quad, qsize = ffhq_quad(landmarks, crop_scale)
     img = Image.fromarray(image)
 
     # Shrink: a face much larger than the output is first resized as a whole.
@@ -462,12 +472,14 @@ def align_photo(
     upsample: int = 1,
     predictor: str | os.PathLike[str] | None = None,
     transform_size: int = 4096,
+    crop_scale: float = 1.0,
 ) -> AlignedFace:
     """Load, detect and align one face of a photo.
 
     ``face``: 1-based, counting faces left to right; ``None`` takes the largest and
     logs a warning when there are several. Raises ``BabyganError`` naming the file
-    when there is no face, or no face number ``face``.
+    when there is no face, or no face number ``face``. ``crop_scale``: 1.0 is the FFHQ
+    crop; a model trained on another crop records its scale (``babygan.utkface``).
     """
     path = Path(path)
     image, faces = _find_faces(path, upsample, predictor)
@@ -486,7 +498,7 @@ def align_photo(
             raise BabyganError(f"{path}: no face {face}, only {found} found (counted left to right)")
         index = face
     chosen = faces[index - 1]
-    aligned = align_image(image, chosen.landmarks, output_size, transform_size)
+    aligned = align_image(image, chosen.landmarks, output_size, transform_size, crop_scale=crop_scale)
     return AlignedFace(image=aligned, face=chosen, index=index, num_faces=len(faces), source=path)
 
 
@@ -497,13 +509,15 @@ def align_photo_all(
     upsample: int = 1,
     predictor: str | os.PathLike[str] | None = None,
     transform_size: int = 4096,
+    crop_scale: float = 1.0,
 ) -> list[AlignedFace]:
-    """Every face of a photo, aligned, left to right. Raises ``BabyganError`` if none."""
+    """Every face of a photo, aligned, left to right (``crop_scale`` as in ``align_photo``).
+    Raises ``BabyganError`` if none."""
     path = Path(path)
     image, faces = _find_faces(path, upsample, predictor)
     return [
         AlignedFace(
-            image=align_image(image, f.landmarks, output_size, transform_size),
+            image=align_image(image, f.landmarks, output_size, transform_size, crop_scale=crop_scale),
             face=f,
             index=i,
             num_faces=len(faces),
