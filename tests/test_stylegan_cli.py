@@ -12,7 +12,7 @@ from PIL import Image
 from tiny_generator import tiny_generator
 
 from babygan.cli import main
-from babygan.stylegan import Generator, clear_cache, to_uint8
+from babygan.stylegan import Generator, to_uint8
 from babygan.stylegan.sampling import parse_seeds
 
 
@@ -23,7 +23,6 @@ def G() -> Generator:
 
 @pytest.fixture
 def model(G: Generator, tmp_path: Path) -> Path:
-    clear_cache()
     return G.save(tmp_path / "tiny.npz")
 
 
@@ -85,7 +84,6 @@ def test_generate_seed_list_and_options(model: Path, tmp_path: Path) -> None:
 
 
 def test_generate_from_official_pickle(G: Generator, tmp_path: Path) -> None:
-    clear_cache()
     pkl = write_official_pickle(tmp_path / "net.pkl", G)
     out = tmp_path / "pkl"
     result = _run("-m", str(pkl), "--seeds", "0-1", "-o", str(out))

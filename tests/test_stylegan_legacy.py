@@ -18,7 +18,7 @@ from official_pickle import (
 from tiny_generator import tiny_generator
 
 from babygan.errors import ModelFileError
-from babygan.stylegan import Generator, clear_cache, legacy, load_generator
+from babygan.stylegan import Generator, legacy, load_generator
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,7 @@ def G() -> Generator:
 
 @pytest.fixture(autouse=True)
 def _fresh_process_cache():
-    clear_cache()
     yield
-    clear_cache()
 
 
 @pytest.mark.parametrize("form", ["tuple", "gs"])

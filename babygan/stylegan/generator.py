@@ -1,4 +1,4 @@
-"""The Generator: numpy in, numpy out, over the TensorFlow networks; plus our safe file format."""
+"""The Generator: numpy in, numpy out, over the keras.ops networks; plus our safe file format."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from babygan.atomic import atomic_path
 from babygan.errors import ModelFileError
+from babygan.precision import check_precision, compute_dtype
 from babygan.stylegan.config import GeneratorConfig
 
 NoiseMode = Literal["const", "random"]
@@ -52,12 +53,32 @@ def _default_minibatch(config: GeneratorConfig) -> int:
     return int(np.clip(2**25 // per_image, 1, 64))
 
 
+class _Runtime:
+    """A generator's parameters as backend tensors and its compiled functions (built on first use)."""
+
+    def __init__(self, config: GeneratorConfig, params: dict[str, np.ndarray], dtype: str) -> None:
+        from keras import ops
+
+        from babygan import backend
+        from babygan.stylegan import network
+
+        self.params = {n: ops.convert_to_tensor(a) for n, a in params.items()}
+        self.mapping = backend.jit(lambda p, z: network.mapping(p, z, config))
+        self.synthesis_stored_noise = backend.jit(
+            lambda p, w: network.synthesis(p, w, config, None, compute_dtype=dtype)
+        )
+        self.synthesis = backend.jit(
+            lambda p, w, noises: network.synthesis(p, w, config, noises, compute_dtype=dtype)
+        )
+
+
 class Generator:
     """A StyleGAN (v1) generator. Build it with ``load_generator`` or ``random_generator``.
 
     Attributes: ``config`` (GeneratorConfig), ``params`` (name -> float32 array, our NHWC
     layout, unscaled as stored officially), ``resolution``, ``num_layers``, ``z_dim``,
-    ``w_dim``, ``dlatent_avg`` (w_dim,) float32, ``source_sha256``.
+    ``w_dim``, ``dlatent_avg`` (w_dim,) float32, ``source_sha256``, ``precision``
+    ("fp32" or "bf16": the compute precision of synthesis; arrays in and out are float32).
     """
 
     def __init__(
@@ -67,7 +88,7 @@ class Generator:
         *,
         source_sha256: str,
         minibatch: int | None = None,
-        jit_compile: bool | None = None,
+        precision: str = "fp32",
     ) -> None:
         expected = config.param_shapes()
         missing = [n for n in expected if n not in params]
@@ -83,8 +104,20 @@ class Generator:
         self.params = {n: np.ascontiguousarray(params[n], dtype=np.float32) for n in expected}
         self.source_sha256 = source_sha256
         self.minibatch = minibatch or _default_minibatch(config)
-        self._jit_compile = jit_compile
-        self._nets: Any = None
+        self.precision = check_precision(precision)
+        self._runtime: _Runtime | None = None
+
+    def with_precision(self, precision: str) -> Generator:
+        """The same weights computing in another precision ("fp32" or "bf16"); self when unchanged."""
+        if precision == self.precision:
+            return self
+        return Generator(
+            self.config,
+            self.params,
+            source_sha256=self.source_sha256,
+            minibatch=self.minibatch,
+            precision=precision,
+        )
 
     # ------------------------------------------------------------------ sizes
 
@@ -119,13 +152,21 @@ class Generator:
         )
 
     @property
-    def nets(self) -> Any:
-        """The TensorFlow networks, built on first use (TensorFlow is imported then)."""
-        if self._nets is None:
-            from babygan.stylegan.network import Networks
+    def compute_dtype(self) -> str:
+        """ "float32" or "bfloat16": the dtype network.synthesis computes in for this generator."""
+        return compute_dtype(self.precision)
 
-            self._nets = Networks(self.config, self.params, jit_compile=self._jit_compile)
-        return self._nets
+    @property
+    def runtime(self) -> _Runtime:
+        """Backend tensors and compiled functions, built on first use (Keras is imported then)."""
+        if self._runtime is None:
+            self._runtime = _Runtime(self.config, self.params, self.compute_dtype)
+        return self._runtime
+
+    @property
+    def tensors(self) -> dict[str, Any]:
+        """The parameters as backend tensors, for network.mapping / network.synthesis in a caller's graph."""
+        return self.runtime.params
 
     # ------------------------------------------------------------------ numpy API
 
@@ -140,7 +181,10 @@ class Generator:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (N, {self.z_dim}), not {z.shape}")
-        out = [self.nets.mapping(z[i : i + 1024]).numpy() for i in range(0, len(z), 1024)]
+        from keras import ops
+
+        rt = self.runtime
+        out = [ops.convert_to_numpy(rt.mapping(rt.params, z[i : i + 1024])) for i in range(0, len(z), 1024)]
         w = np.concatenate(out) if out else np.zeros((0, self.num_layers, self.w_dim), np.float32)
         return truncate(w, self.dlatent_avg, truncation_psi, truncation_cutoff)
 
@@ -157,15 +201,17 @@ class Generator:
             raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
         if noise == "random" and seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        nets = self.nets
+        from keras import ops
+
+        rt = self.runtime
         out = []
         for start in range(0, len(w), self.minibatch):
             chunk = w[start : start + self.minibatch]
             if noise == "const" or not self.config.use_noise:
-                noises = nets.const_noise
+                images = rt.synthesis_stored_noise(rt.params, chunk)
             else:
-                noises = self._random_noise(seed, start, len(chunk))
-            out.append(nets.synthesis(chunk, noises).numpy())
+                images = rt.synthesis(rt.params, chunk, self._random_noise(seed, start, len(chunk)))
+            out.append(ops.convert_to_numpy(images))
         if not out:
             r = self.resolution
             return np.zeros((0, r, r, self.num_channels), np.float32)
@@ -189,47 +235,24 @@ class Generator:
         return w
 
     def _random_noise(self, seed: int, start: int, n: int) -> list[np.ndarray]:
+        from babygan.stylegan.network import noise_shapes
+
+        shapes = noise_shapes(self.config)
         per_image = []
         for i in range(start, start + n):
             rng = np.random.default_rng([seed, i])
-            per_image.append(
-                [rng.standard_normal((h, wd, 1), dtype=np.float32) for h, wd in self.nets.noise_shapes]
-            )
-        return [np.stack([img[k] for img in per_image]) for k in range(len(self.nets.noise_shapes))]
-
-    # ------------------------------------------------------------------ tensor API
-
-    def synthesis_tensor(self, w: Any, noise: NoiseMode = "const", seed: int | None = None) -> Any:
-        """tf.Tensor w (N, num_layers, w_dim) -> tf.Tensor images float32 (N, H, W, C).
-
-        Differentiable with respect to w; usable eagerly under tf.GradientTape and inside a
-        tf.function. No minibatching. ``noise="random"`` draws with tf.random (stateless when
-        a seed is given).
-        """
-        import tensorflow as tf
-
-        nets = self.nets
-        w = tf.cast(w, tf.float32)
-        if noise == "const" or not self.config.use_noise:
-            if noise not in ("const", "random"):
-                raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
-            return nets.synthesis(w, nets.const_noise)
-        if noise != "random":
-            raise ValueError(f"noise must be 'const' or 'random', not {noise!r}")
-        n = tf.shape(w)[0]
-        if seed is None:
-            noises = [tf.random.normal(tf.stack([n, h, wd, 1])) for h, wd in nets.noise_shapes]
-        else:
-            noises = [
-                tf.random.stateless_normal(tf.stack([n, h, wd, 1]), seed=[seed, k])
-                for k, (h, wd) in enumerate(nets.noise_shapes)
-            ]
-        return nets.synthesis(w, noises)
+            per_image.append([rng.standard_normal((h, wd, 1), dtype=np.float32) for h, wd in shapes])
+        return [np.stack([img[k] for img in per_image]) for k in range(len(shapes))]
 
     # ------------------------------------------------------------------ our file format
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write our safe format: an .npz of float32 arrays plus the config as JSON (no pickle)."""
+    def save(
+        self, path: str | os.PathLike[str], *, storage: Literal["float32", "float16"] = "float32"
+    ) -> Path:
+        """Write our safe format: an .npz of arrays plus the config as JSON (no pickle).
+
+        ``storage="float16"`` halves the file (the built-in model ships so); reading gives float32.
+        """
         path = Path(path)
         meta = {
             "format": NPZ_FORMAT,
@@ -237,7 +260,7 @@ class Generator:
             "config": self.config.to_dict(),
             "source_sha256": self.source_sha256,
         }
-        arrays = dict(self.params)
+        arrays = {n: a.astype(storage) for n, a in self.params.items()}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -267,11 +290,11 @@ def read_npz(path: str | os.PathLike[str]) -> tuple[GeneratorConfig, dict[str, n
             params = {}
             for n, shape in expected.items():
                 a = npz[n]
-                if a.dtype != np.float32 or a.shape != shape:
+                if a.dtype not in (np.float32, np.float16) or a.shape != shape:
                     raise ModelFileError(
-                        f"{name}: array {n} is {a.dtype} {a.shape}, expected float32 {shape}"
+                        f"{name}: array {n} is {a.dtype} {a.shape}, expected float32 or float16 {shape}"
                     )
-                params[n] = a
+                params[n] = a.astype(np.float32)
     except ModelFileError:
         raise
     except OSError as exc:

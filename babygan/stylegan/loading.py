@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +13,6 @@ from babygan.stylegan.config import GeneratorConfig
 from babygan.stylegan.generator import Generator, read_npz
 
 log = logging.getLogger("babygan")
-
-# One Generator per source file hash per process: models are loaded once and reused.
-_CACHE: dict[str, Generator] = {}
-_LOCK = threading.Lock()
-# Functions clear_cache() runs too: caches in other modules that hold generators
-_CLEAR_HOOKS: list[Callable[[], None]] = []
-
 
 def _kind(path: Path) -> str:
     with open(path, "rb") as f:
@@ -34,12 +25,15 @@ def _kind(path: Path) -> str:
     return "pickle"
 
 
-def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) -> Generator:
+def load_generator(
+    name_or_path: str | os.PathLike[str], offline: bool = False, *, precision: str = "fp32"
+) -> Generator:
     """An official StyleGAN v1 pickle (tuple or lone Gs) or our .npz, by registry name or path.
 
     The first load of an official pickle converts it and stores the result as
     ``cache_dir("converted") / f"{sha256}.npz"``; later loads (any process) read that
-    instead of unpickling. Within a process the same file is built only once.
+    instead of unpickling. Each call reads the file: hold on to the Generator (a
+    ``Session`` does) rather than loading again. ``precision``: "fp32" or "bf16".
     """
     from babygan import models
 
@@ -49,12 +43,7 @@ def load_generator(name_or_path: str | os.PathLike[str], offline: bool = False) 
         sha = models.cached_sha256(path.resolve())  # remembered across processes
     except OSError as exc:
         raise ModelFileError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
-    with _LOCK:
-        if sha in _CACHE:
-            return _CACHE[sha]
-        G = _load_uncached(path, kind, sha)
-        _CACHE[sha] = G
-        return G
+    return _load_uncached(path, kind, sha).with_precision(precision)
 
 
 def _load_uncached(path: Path, kind: str, sha: str) -> Generator:
@@ -80,24 +69,6 @@ def _load_uncached(path: Path, kind: str, sha: str) -> Generator:
     except OSError as exc:  # a read-only cache only costs speed
         log.warning("could not cache the converted weights in %s: %s", converted, exc)
     return G
-
-
-def on_clear_cache(fn: Callable[[], None]) -> Callable[[], None]:
-    """Register ``fn`` to run in :func:`clear_cache` (a cache elsewhere that holds generators)."""
-    _CLEAR_HOOKS.append(fn)
-    return fn
-
-
-def clear_cache() -> None:
-    """Forget the generators loaded in this process (tests; freeing memory).
-
-    Also runs the hooks registered with :func:`on_clear_cache` (the encoder's compiled
-    steps hold their generator), which import nothing.
-    """
-    with _LOCK:
-        _CACHE.clear()
-    for fn in list(_CLEAR_HOOKS):
-        fn()
 
 
 def random_generator(
