@@ -1,0 +1,90 @@
+"""TrainConfig: every setting of a training run of babygan's own StyleGAN (v1) face model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from babygan.stylegan.config import GeneratorConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Architecture and optimisation settings; the defaults are the recommended 64 px run.
+
+    The generator is the StyleGAN (v1) architecture babygan renders (``GeneratorConfig``);
+    the discriminator mirrors it (same ``fmap_base`` / ``fmap_max``). Learning rates are for
+    the equalized-lr parametrisation (the mapping network's 0.01 lr multiplier is built in).
+    """
+
+    resolution: int = 64
+    fmap_base: int = 4096
+    fmap_max: int = 256
+    latent_size: int = 256
+    dlatent_size: int = 256
+    mapping_layers: int = 4
+    batch: int = 64
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.99
+    adam_eps: float = 1e-8
+    # R1 gamma; None = 0.0002 * resolution**2 / batch (the StyleGAN2-ADA heuristic).
+    r1_gamma: float | None = None
+    r1_interval: int = 16  # lazy R1: every N discriminator steps, weighted by N
+    ema_kimg: float = 10.0  # half-life of the EMA generator, in thousands of images
+    ema_rampup: float | None = 0.05  # EMA half-life <= this fraction of the images seen so far
+    style_mixing: float = 0.9  # probability that an image mixes two latents
+    dlatent_avg_beta: float = 0.995  # tracking of the mean w, for truncation
+    augment: str = "color,translation,cutout"  # DiffAugment policy ("" = none)
+    xflip: bool = True  # random horizontal flips of the real images
+    mixed_precision: bool = True  # convolutions in bfloat16 (losses, R1 and parameters in float32)
+    total_kimg: float = 1000.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.generator_config()  # validates the resolution
+        if self.batch < 2 or self.batch % 2:
+            raise ValueError(f"batch must be an even number >= 2, not {self.batch}")
+        unknown = {p for p in self.augment.split(",") if p} - {"color", "translation", "cutout"}
+        if unknown:
+            raise ValueError(f"unknown augmentations {sorted(unknown)} (known: color, translation, cutout)")
+        for name in ("g_lr", "d_lr", "ema_kimg", "total_kimg"):
+            if float(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.r1_interval < 1:
+            raise ValueError("r1_interval must be >= 1")
+        if not 0.0 <= self.style_mixing <= 1.0:
+            raise ValueError("style_mixing must be in [0, 1]")
+
+    @property
+    def gamma(self) -> float:
+        if self.r1_gamma is not None:
+            return float(self.r1_gamma)
+        return 0.0002 * self.resolution**2 / self.batch
+
+    @property
+    def policy(self) -> tuple[str, ...]:
+        return tuple(p for p in self.augment.split(",") if p)
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(
+            resolution=self.resolution,
+            fmap_base=self.fmap_base,
+            fmap_max=self.fmap_max,
+            latent_size=self.latent_size,
+            dlatent_size=self.dlatent_size,
+            mapping_layers=self.mapping_layers,
+            mapping_fmaps=self.dlatent_size,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**data)
