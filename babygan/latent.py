@@ -3,8 +3,7 @@
 Numpy only. A dlatent array here is ``(L, w_dim)`` float32 for one face (L = synthesis
 layers, 18 for the 1024 px FFHQ model) or ``(N, L, w_dim)`` for a batch.
 
-The blends and the age mapping follow BabyGAN's published notebook (see the project's
-shared/directions/README.md):
+The blends and the age mapping follow BabyGAN's published notebook (tg-bomze/BabyGAN):
 
 - style "default": ``child = (1 - genes) * father + genes * mother``;
 - style "father":  ``t = ((1..L) / L) ** genes``,       ``child = t * father + (1 - t) * mother``;
@@ -16,6 +15,8 @@ shared/directions/README.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -178,6 +179,39 @@ def age_to_coeff(age_years: float) -> float:
 def coeff_to_age(coeff: float) -> float:
     """The inverse of :func:`age_to_coeff`."""
     return 5.0 * (6.0 - float(coeff))
+
+
+@dataclass(frozen=True)
+class Age:
+    """One target age, held as it was given: in years, or as the raw coefficient on the age
+    direction. Make one with :meth:`years` or :meth:`coeff`; :attr:`coefficient` is what edits use."""
+
+    value: float
+    in_years: bool = True
+
+    @classmethod
+    def years(cls, years: float) -> Age:
+        return cls(float(years), True)
+
+    @classmethod
+    def coeff(cls, coeff: float) -> Age:
+        return cls(float(coeff), False)
+
+    @property
+    def coefficient(self) -> float:
+        return age_to_coeff(self.value) if self.in_years else self.value
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"age": years or None, "age_coeff": the coefficient}``."""
+        return {"age": self.value if self.in_years else None, "age_coeff": self.coefficient}
+
+    def label(self) -> str:
+        """``"13.2 y"`` in years, ``"+4"`` as a coefficient."""
+        return f"{round(self.value, 1):g} y" if self.in_years else f"{round(self.value, 2):+g}"
+
+
+#: BabyGAN's default target age: 10 years
+DEFAULT_AGE = Age.years(DEFAULT_AGE_YEARS)
 
 
 def parse_range(text: str, *, count: bool) -> np.ndarray:

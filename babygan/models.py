@@ -7,20 +7,18 @@ matches, and re-verified when reused (a small ``.sha256`` stamp beside each file
 records the hash for its size and mtime, so re-verification costs nothing unless
 the file changed). Wherever a name is accepted, a local path is accepted too.
 
-Downloads use pooch (streaming, temp file + atomic move, hash check) with a tqdm
-progress bar; the directories come from platformdirs.
+Downloads use pooch (its HTTP downloader, its file hash, its bz2 decompressor) with a
+tqdm progress bar, into a temporary file renamed by babygan.atomic; the directories come
+from platformdirs.
 """
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import functools
 import hashlib
 import logging
 import os
-import re
-import shutil
 import sys
 import tomllib
 from collections.abc import Callable, Iterable
@@ -179,12 +177,9 @@ def model_path(entry: ModelFile) -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _stamp_path(path: Path) -> Path:
@@ -320,63 +315,55 @@ def _progress_bar(name: str, stream=None):
     )
 
 
-def _download_verified(url: str, dest: Path, sha256: str, label: str, progress: bool) -> None:
-    """Download url to dest (atomically) and check its SHA-256 when one is given."""
+def _download(url: str, target: Path, label: str, progress: bool) -> None:
+    """Stream ``url`` into ``target`` with pooch's HTTP downloader (and our progress bar)."""
     import pooch
 
-    pooch.get_logger().setLevel(logging.WARNING)  # our own messages say what pooch would
     bar = _progress_bar(label) if progress else False
-    downloader = pooch.HTTPDownloader(progressbar=bar, timeout=DOWNLOAD_TIMEOUT)
     try:
-        pooch.retrieve(
-            url,
-            known_hash=f"sha256:{sha256}" if sha256 else None,
-            fname=dest.name,
-            path=dest.parent,
-            downloader=downloader,
-        )
-    except ValueError as exc:
-        got = re.search(r"but got ([0-9a-f]{64})", str(exc))
-        raise _ChecksumMismatch(
-            f"checksum mismatch: expected sha256 {sha256}, got {got.group(1) if got else 'another hash'}"
-        ) from exc
+        pooch.HTTPDownloader(progressbar=bar, timeout=DOWNLOAD_TIMEOUT)(url, str(target), None)
     finally:
         if bar:
             bar.close()
 
 
+def _check_sha256(path: Path, expected: str, when: str = "") -> None:
+    """Raise _ChecksumMismatch naming both hashes unless ``path`` hashes to ``expected`` ("" = unpinned)."""
+    import pooch
+
+    if expected:
+        got = pooch.file_hash(str(path), alg="sha256")
+        if got != expected:
+            raise _ChecksumMismatch(f"checksum mismatch{when}: expected sha256 {expected}, got {got}")
+
+
 def _fetch_from(url: str, entry: ModelFile, dest: Path, progress: bool) -> None:
-    if url.endswith(".bz2"):
-        # Download the archive beside the destination, verify it, then decompress atomically.
-        archive = dest.with_name(f".{dest.name}.download.bz2")
+    """Download ``url`` (a .bz2 one is decompressed) into ``dest``, renamed there only once verified."""
+    import pooch
+
+    pooch.get_logger().setLevel(logging.WARNING)  # our own messages say what pooch would
+    with atomic_path(dest) as tmp:
+        if not url.endswith(".bz2"):
+            _download(url, tmp, entry.name, progress)
+            _check_sha256(tmp, entry.sha256)
+            return
+        archive = tmp.with_name(f"{tmp.name}.bz2")
         try:
-            _download_verified(url, archive, entry.sha256_bz2, f"{entry.name}.bz2", progress)
-            with atomic_path(dest) as tmp, bz2.open(archive, "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                if entry.sha256:
-                    got = sha256_file(tmp)
-                    if got != entry.sha256:
-                        raise _ChecksumMismatch(
-                            "checksum mismatch after decompressing: "
-                            f"expected sha256 {entry.sha256}, got {got}"
-                        )
+            _download(url, archive, f"{entry.name}.bz2", progress)
+            _check_sha256(archive, entry.sha256_bz2)
+            pooch.Decompress(method="bzip2", name=tmp.name)(str(archive), "download", None)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                archive.unlink()
-    else:
-        _download_verified(url, dest, entry.sha256, entry.name, progress)
+            archive.unlink(missing_ok=True)
+        _check_sha256(tmp, entry.sha256, " after decompressing")
 
 
 def human_size(size: int | None) -> str:
-    """1234567 -> "1.2 MB"."""
+    """1048576 -> "1.00MB": tqdm's formatter in powers of 1024, the units of the download bar."""
     if size is None:
         return "size unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]
-    raise AssertionError  # pragma: no cover
+    from tqdm import tqdm
+
+    return tqdm.format_sizeof(size, "B", divisor=1024)
 
 
 def fetch(

@@ -52,6 +52,15 @@ def save_png(path: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | 
     is stored once more as JSON under the key "babygan"; read it back with :func:`read_png_metadata`.
     """
     image = _check_image(image, str(path))
+    with atomic_path(path) as tmp:
+        write_png(tmp, image, metadata)
+    return Path(path)
+
+
+def write_png(target: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | None = None) -> None:
+    """What :func:`save_png` writes, straight into ``target`` (no temporary file): for a caller
+    that holds temporary paths itself, to rename several files into place together."""
+    image = _check_image(image, str(target))
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", f"babygan {__version__}")
     if metadata:
@@ -59,9 +68,7 @@ def save_png(path: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | 
             if str(key) != METADATA_KEY:  # that key holds the whole mapping, below
                 info.add_text(str(key), _text_value(value))
         info.add_text(METADATA_KEY, json.dumps(dict(metadata), sort_keys=True, default=str))
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
-    return Path(path)
+    Image.fromarray(image).save(target, format="PNG", pnginfo=info)
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:

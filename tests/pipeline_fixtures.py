@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# Cheap encoder settings: pixel loss only (no VGG16 file), a couple of steps.
-FAST_ENCODER = ["--perceptual", "pixel", "--iterations", "2", "--quiet"]
+# Cheap encoder settings: pixel loss only (no VGG16 file), a couple of steps; float32, as the
+# library's own calls that tests compare with.
+FAST_ENCODER = ["--perceptual", "pixel", "--iterations", "2", "--quiet", "--precision", "fp32"]
 DIRECTION_NAMES = ("age", "gender", "smile")
 
 

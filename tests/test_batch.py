@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
 
-from babygan import pipeline
+from babygan import batch
 from babygan.cli import main
 from babygan.errors import BabyganError
 
@@ -42,7 +42,7 @@ def test_read_pairs(tmp_path):
         "dad.jpg,mum.jpg,x,lots,,\n"
         "dad.jpg,,y,,,\n",
     )
-    rows = pipeline.read_pairs(csv)
+    rows = batch.read_pairs(csv)
     assert [r.line for r in rows] == [2, 3, 4, 6, 7]  # the blank line 5 is skipped
     assert rows[0].father == tmp_path / "photos" / "dad.jpg" and rows[0].name == "dad+mum"
     assert rows[1].mother == tmp_path / "/abs/mum.jpg" and str(rows[1].mother) == "/abs/mum.jpg"
@@ -55,13 +55,13 @@ def test_read_pairs(tmp_path):
 
 def test_read_pairs_bad_files(tmp_path):
     with pytest.raises(BabyganError, match=r"pairs.csv: missing column\(s\) mother"):
-        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mum\na,b\n"))
+        batch.read_pairs(_csv(tmp_path / "pairs.csv", "father,mum\na,b\n"))
     with pytest.raises(BabyganError, match=r"unknown column\(s\) smile"):
-        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother,smile\na,b,1\n"))
+        batch.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother,smile\na,b,1\n"))
     with pytest.raises(BabyganError, match="no pairs in the file"):
-        pipeline.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother\n"))
+        batch.read_pairs(_csv(tmp_path / "pairs.csv", "father,mother\n"))
     with pytest.raises(BabyganError, match=r"nothere\.csv: cannot read"):
-        pipeline.read_pairs(tmp_path / "nothere.csv")
+        batch.read_pairs(tmp_path / "nothere.csv")
 
 
 def test_read_pairs_names_stay_inside_output_dir(tmp_path):
@@ -74,7 +74,7 @@ def test_read_pairs_names_stay_inside_output_dir(tmp_path):
         "dad.jpg,mum.jpg,../escape\n"
         "dad.jpg,mum.jpg,ok\n",
     )
-    rows = pipeline.read_pairs(csv)
+    rows = batch.read_pairs(csv)
     for row, line in zip(rows[:3], (2, 3, 4), strict=True):
         assert row.ok is False and row.error.startswith(f"pairs.csv line {line}: name ")
         assert "cannot be a folder name" in row.error
@@ -88,14 +88,14 @@ def test_read_pairs_names_are_unique(tmp_path):
         tmp_path / "pairs.csv",
         "father,mother,name\na.jpg,b.jpg,x\na.jpg,b.jpg,x_2\na.jpg,b.jpg,x\na.jpg,b.jpg,x\n",
     )
-    names = [r.name for r in pipeline.read_pairs(csv)]
+    names = [r.name for r in batch.read_pairs(csv)]
     assert names == ["x", "x_2", "x_3", "x_4"]  # no two rows share a folder
 
 
 def test_bad_name_row_writes_nothing(tmp_path):
     csv = _csv(tmp_path / "pairs.csv", "father,mother,name\ndad.jpg,mum.jpg,..\n")
     out = tmp_path / "work" / "out"
-    rows = pipeline.run_batch(csv, out, session=object())  # the row fails before any model is used
+    rows = batch.run_batch(csv, out, session=object())  # the row fails before any model is used
     assert rows[0].ok is False and "line 2" in rows[0].error
     assert sorted(p.name for p in out.iterdir()) == ["batch.json"]
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["out"]
@@ -104,21 +104,21 @@ def test_bad_name_row_writes_nothing(tmp_path):
 @pytest.mark.slow
 def test_batch_reports_bad_rows_and_finishes_the_others(tiny, tmp_path, monkeypatch):
     import babygan.align
-    import babygan.encoder.cache
+    from babygan.encoder import Encoder
 
     aligned, encoded = [], []
-    real_align, real_encode = babygan.align.align_photo, babygan.encoder.cache.encode_images
+    real_align, real_encode = babygan.align.align_photo, Encoder.encode_cached
 
     def count_align(path, *a, **k):
         aligned.append(path.name)
         return real_align(path, *a, **k)
 
-    def count_encode(G, images, *a, **k):
+    def count_encode(self, images, *a, **k):
         encoded.append(len(images))
-        return real_encode(G, images, *a, **k)
+        return real_encode(self, images, *a, **k)
 
     monkeypatch.setattr(babygan.align, "align_photo", count_align)
-    monkeypatch.setattr(babygan.encoder.cache, "encode_images", count_encode)
+    monkeypatch.setattr(Encoder, "encode_cached", count_encode)
 
     csv = _csv(
         tiny["folder"] / "pairs.csv",

@@ -82,7 +82,7 @@ def test_tensorflow_startup_chatter_is_hidden_but_the_device_is_said(tmp_path):
     assert (tmp_path / "seed0000.png").is_file()
     for noise in ("oneDNN", "absl::InitializeLog", "cuda drivers", "cuInit"):
         assert noise not in proc.stderr
-    assert "babygan: TensorFlow: running on" in proc.stderr
+    assert "babygan: Keras backend tensorflow: running on" in proc.stderr
 
 
 def test_a_command_line_mistake_is_answered_before_tensorflow_loads():

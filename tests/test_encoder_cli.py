@@ -10,6 +10,12 @@ from PIL import Image
 from babygan.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _fp32(monkeypatch):
+    """float32, whatever this machine's --precision auto would pick (results are compared exactly)."""
+    monkeypatch.setenv("BABYGAN_PRECISION", "fp32")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny generator file and two aligned 'photos' (its own renders) as PNG files."""

@@ -132,7 +132,7 @@ def test_fetch_success_shows_progress_and_licence(server, tmp_path, monkeypatch)
     assert path.read_bytes() == PAYLOAD
     assert result.stdout.strip() == str(path)
     assert "licence: test licence" in result.stderr
-    assert "1.0 MB" in result.stderr  # size announced before the download
+    assert "1.00MB" in result.stderr  # size announced before the download
     assert "100%" in result.stderr and "B/s" in result.stderr  # tqdm bar with bytes and rate
     listing = run("models", "list")
     row = next(line for line in listing.stdout.splitlines() if line.startswith("w.bin"))

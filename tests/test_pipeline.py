@@ -10,8 +10,9 @@ import pytest
 from conftest import shared_path
 from PIL import Image
 
-from babygan import latent, pipeline, render
+from babygan import latent, outputs, pipeline, render
 from babygan.errors import BabyganError
+from babygan.latent import Age
 
 L, D = 8, 6
 
@@ -33,13 +34,13 @@ def _parents():
 
 
 def test_options_validation_and_json():
-    opts = pipeline.ChildOptions(genes=0.2, age=30, shifts=(("smile", 2.0),))
-    assert opts.resolved_age_coeff == 0.0
+    opts = pipeline.ChildOptions(genes=0.2, age=Age.years(30), shifts=(("smile", 2.0),))
+    assert opts.age.coefficient == 0.0
     j = opts.to_json()
     assert j["age"] == 30 and j["age_coeff"] == 0.0 and j["shifts"] == {"smile": 2.0}
-    j = pipeline.ChildOptions(age_coeff=-2.5).to_json()
+    j = pipeline.ChildOptions(age=Age.coeff(-2.5)).to_json()
     assert j["age"] is None and j["age_coeff"] == -2.5
-    assert pipeline.ChildOptions().resolved_age_coeff == 4.0  # BabyGAN's default: 10 years
+    assert pipeline.ChildOptions().age.coefficient == 4.0  # BabyGAN's default: 10 years
     with pytest.raises(BabyganError, match="genes must be between 0"):
         pipeline.ChildOptions(genes=2)
     with pytest.raises(BabyganError, match="unknown blend style"):
@@ -55,7 +56,9 @@ def test_options_validation_and_json():
 def test_single_child_is_blend_plus_shifts_on_first_layers():
     dad, mum = _parents()
     s = _Directions()
-    opts = pipeline.ChildOptions(genes=0.3, style="mother", age=20, shifts=(("smile", -1.0),), layers=5)
+    opts = pipeline.ChildOptions(
+        genes=0.3, style="mother", age=Age.years(20), shifts=(("smile", -1.0),), layers=5
+    )
     [(name, w, noise_seed, mask)] = pipeline.child_dlatents(dad, mum, opts, s)
     assert name == "child" and noise_seed is None and mask is None
     t = ((np.arange(1, L + 1) / L) ** 0.7)[:, None]  # the "mother" curve with genes 0.3
@@ -67,7 +70,7 @@ def test_single_child_is_blend_plus_shifts_on_first_layers():
 def test_siblings_are_crossovers_with_own_noise():
     dad, mum = _parents()
     s = _Directions()
-    opts = pipeline.ChildOptions(genes=0.5, children=4, seed=5, age_coeff=0.0)
+    opts = pipeline.ChildOptions(genes=0.5, children=4, seed=5, age=Age.coeff(0.0))
     kids = pipeline.child_dlatents(dad, mum, opts, s)
     assert [k[0] for k in kids] == ["child_01", "child_02", "child_03", "child_04"]
     assert len({k[2] for k in kids}) == 4  # distinct noise seeds
@@ -88,14 +91,13 @@ def test_sweep_labels():
     r = pipeline.SweepResult(
         None,
         None,
-        np.array([5.8, -4.0]),
-        np.array([1.0, 50.0]),
+        [Age.years(1.0), Age.years(50.0)],
         np.zeros((2, L, D)),
         [],
-        pipeline.ChildOptions(),
+        pipeline.EditOptions(),
     )
     assert r.labels() == ["1 y", "50 y"]
-    r.ages = None
+    r.ages = [Age.coeff(5.8), Age.coeff(-4.0)]
     assert r.labels() == ["+5.8", "-4"]
     assert latent.age_to_coeff(1.0) == pytest.approx(5.8)
 
@@ -107,10 +109,9 @@ def _sweep(n: int, size: int = 16) -> pipeline.SweepResult:
         Path("dad.png"), "0" * 64, 1, 1, np.zeros((size, size, 3), np.uint8), np.zeros((L, D), np.float32)
     )
     frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
-    ages = np.linspace(1, 50, n)
-    coeffs = np.array([latent.age_to_coeff(a) for a in ages])
+    ages = [Age.years(a) for a in np.linspace(1, 50, n)]
     return pipeline.SweepResult(
-        parent, parent, coeffs, ages, np.zeros((n, L, D), np.float32), frames, pipeline.ChildOptions()
+        parent, parent, ages, np.zeros((n, L, D), np.float32), frames, pipeline.EditOptions()
     )
 
 
@@ -119,9 +120,9 @@ def test_sweep_rerun_leaves_no_stale_frames(tmp_path):
     out.mkdir()
     (out / "frame_notes.png").write_bytes(b"not ours")  # not frame_<digits>.png: left alone
     (out / "keep.txt").write_text("mine")
-    pipeline.write_sweep(_sweep(12), out)
+    outputs.write_sweep(_sweep(12), out)
     assert len(list(out.glob("frame_[0-9]*.png"))) == 12
-    paths = pipeline.write_sweep(_sweep(5), out)
+    paths = outputs.write_sweep(_sweep(5), out)
     frames = sorted(p.name for p in out.glob("frame_[0-9]*.png"))
     assert frames == [f"frame_{i:02d}.png" for i in range(1, 6)]
     assert [Path(p).name for p in paths["frames"]] == frames
@@ -133,7 +134,7 @@ def test_sweep_rerun_leaves_no_stale_frames(tmp_path):
 def test_sweep_mp4_unavailable_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(render, "mp4_available", lambda: False)
     with pytest.raises(BabyganError, match=r"age_sweep\.mp4: writing MP4 needs imageio-ffmpeg"):
-        pipeline.write_sweep(_sweep(3), tmp_path / "sweep", mp4=True)
+        outputs.write_sweep(_sweep(3), tmp_path / "sweep", mp4=True)
     assert not (tmp_path / "sweep").exists()
 
 

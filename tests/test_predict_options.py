@@ -36,18 +36,15 @@ def test_lr_must_be_positive(tmp_path, args, lr):
 @pytest.mark.parametrize("args", COMMANDS)
 def test_shared_options_parse_the_same(tmp_path, args, monkeypatch):
     """-m is --model everywhere; the session gets it (stopped before any model loads)."""
-    import babygan.cli.age_sweep
-    import babygan.cli.batch
-    import babygan.cli.predict
+    from babygan.cli.options import SessionOptions
 
     seen = {}
 
-    def fake_session(kw):
-        seen["model"], seen["offline"], seen["quiet"] = kw["model"], kw["offline"], kw["quiet"]
+    def fake_open(self, **_kw):
+        seen["model"], seen["offline"], seen["quiet"] = self.model, self.offline, self.quiet
         raise SystemExit(0)
 
-    for module in (babygan.cli.predict, babygan.cli.age_sweep, babygan.cli.batch):
-        monkeypatch.setattr(module, "make_session", fake_session)
-    res = _invoke(tmp_path, [*args, "-m", "tiny.npz", "--offline", "-q"])
+    monkeypatch.setattr(SessionOptions, "open", fake_open)
+    res = _invoke(tmp_path, [*args, "-m", "tiny.npz", "--offline", "-q", "--precision", "fp32"])
     assert res.exit_code == 0, res.output
     assert seen == {"model": "tiny.npz", "offline": True, "quiet": True}

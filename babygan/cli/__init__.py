@@ -1,7 +1,7 @@
 """The ``babygan`` command: a click group whose commands live in this package.
 
-Command modules must stay cheap to import: TensorFlow, dlib and friends are
-imported inside the command functions, so ``babygan --help`` answers at once.
+Command modules must stay cheap to import: Keras, dlib and friends are imported
+inside the command functions, so ``babygan --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import click
 from babygan import __version__
 from babygan.errors import BabyganError
 
-# Commands that run TensorFlow: once their arguments are parsed, it is imported first, without
-# its start-up chatter.
-_TENSORFLOW_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
+# Commands that run the networks: once their arguments are parsed, the Keras backend is
+# started first (babygan/backend.py), without its start-up chatter.
+_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
 
 
 class _Group(click.Group):
@@ -46,8 +46,7 @@ def os_error_text(exc: OSError) -> str:
     "--models-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="BABYGAN_MODELS_DIR",
-    help="Where model files are kept (default: $BABYGAN_HOME/models, "
-    "else the user cache dir).",
+    help="Where model files are kept (default: $BABYGAN_HOME/models, else the user cache dir).",
 )
 def main(models_dir: Path | None) -> None:
     """Predict a child's face from photos of two parents, with StyleGAN."""
@@ -81,20 +80,26 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
-def _tensorflow_first(command: click.Command) -> None:
-    """Run import_tensorflow_quietly() before the command's own body (after its arguments parse,
+def _backend_first(command: click.Command) -> None:
+    """Run babygan.backend.start() before the command's own body (after its arguments parse,
     so a typo or --help answers at once)."""
     body = command.callback
     assert body is not None
 
     @functools.wraps(body)
     def run(*args, **kwargs):
-        from babygan.tfquiet import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
+        _start_backend()
         return body(*args, **kwargs)
 
     command.callback = run
+
+
+@functools.cache
+def _start_backend() -> None:
+    """Once per process (a test or a script may run many commands): its device line is said once."""
+    from babygan import backend
+
+    backend.start()
 
 
 def _register() -> None:
@@ -116,8 +121,11 @@ def _register() -> None:
 
     main.add_command(encode.encode)
     main.add_command(train_estimator.train_estimator)
+    from babygan.cli.learn_directions import learn_directions
+
+    main.add_command(learn_directions)
 
 
 _register()
-for _name in _TENSORFLOW_COMMANDS:
-    _tensorflow_first(main.commands[_name])
+for _name in _NETWORK_COMMANDS:
+    _backend_first(main.commands[_name])

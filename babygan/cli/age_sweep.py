@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import PHOTO, child_options, make_options, make_session, session_options
+from babygan.cli.options import PHOTO, AgeRange, SessionOptions, child_options, session_options
+
+if TYPE_CHECKING:
+    from babygan.latent import Age
+    from babygan.pipeline import EditOptions
+
+DEFAULT_AGES = "1:50:19"
 
 
 @click.command("age-sweep")
@@ -23,12 +29,14 @@ from babygan.cli.options import PHOTO, child_options, make_options, make_session
 )
 @click.option(
     "--ages",
+    type=AgeRange(in_years=True),
     default=None,
     metavar="FROM:TO:N",
-    help="Ages in years, N frames from FROM to TO (default 1:50:19).",
+    help=f"Ages in years, N frames from FROM to TO (default {DEFAULT_AGES}).",
 )
 @click.option(
     "--coeffs",
+    type=AgeRange(in_years=False),
     default=None,
     metavar="FROM:TO:STEP",
     help="Raw age coefficients instead of --ages, e.g. BabyGAN's -4:4:0.5.",
@@ -44,40 +52,34 @@ from babygan.cli.options import PHOTO, child_options, make_options, make_session
     show_default=True,
     help="Frames per second of the GIF / MP4.",
 )
-@child_options
+@child_options(age=False)
 @session_options
 def age_sweep(
     father: Path,
     mother: Path,
     output_dir: Path,
-    ages: str | None,
-    coeffs: str | None,
+    ages: tuple[Age, ...] | None,
+    coeffs: tuple[Age, ...] | None,
     gif: bool,
     mp4: bool,
     fps: float,
-    **kw: Any,
+    options: EditOptions,
+    session: SessionOptions,
 ) -> None:
     """Render the child of FATHER and MOTHER across ages with the same latents (encoded once).
 
     Writes frame_01.png ..., sheet.png (a contact sheet), age_sweep.npy/.json and,
     with --gif / --mp4, an animation.
     """
-    from babygan import pipeline, render
-    from babygan.latent import parse_range
+    from babygan import outputs, pipeline, render
 
     if ages is not None and coeffs is not None:
         raise click.UsageError("give --ages or --coeffs, not both")
     if mp4:  # fail before the slow encode
         render.require_mp4(output_dir / "age_sweep.mp4")
-    age_list = coeff_list = None
-    if coeffs is not None:
-        coeff_list = parse_range(coeffs, count=False)
-    else:
-        age_list = parse_range(ages or "1:50:19", count=True)
-    options = make_options(kw, with_age=False)
-    session = make_session(kw)
-    result = pipeline.age_sweep(father, mother, options, session, ages=age_list, coeffs=coeff_list)
-    paths = pipeline.write_sweep(result, output_dir, gif=gif, mp4=mp4, fps=fps)
+    steps = coeffs or ages or AgeRange(in_years=True).convert(DEFAULT_AGES, None, None)
+    result = pipeline.age_sweep(father, mother, options, session.open(), ages=steps)
+    paths = outputs.write_sweep(result, output_dir, gif=gif, mp4=mp4, fps=fps)
     click.echo(f"{len(paths['frames'])} frames: {Path(paths['frames'][0]).parent}")
     for key in ("sheet", "gif", "mp4", "json"):
         if key in paths:

@@ -106,14 +106,13 @@ def align(
 def _write(results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int) -> None:
     """PNG per face (and one JSON per photo): all written to temporaries first and renamed
     together at the end, so a failure part-way leaves none of this photo's files."""
-    from PIL import Image
-
+    from babygan import render
     from babygan.atomic import atomic_path
 
     with contextlib.ExitStack() as renames:
         for result, out in zip(results, outputs, strict=True):
             tmp = renames.enter_context(atomic_path(out))
-            Image.fromarray(result.image).save(tmp, format="PNG")
+            render.write_png(tmp, result.image)
         if json_path is not None:
             first = results[0]
             header = {"source": str(first.source), "num_faces": first.num_faces, "output_size": size}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import age_options, child_options, make_options, make_session, session_options
+from babygan.cli.options import SessionOptions, child_options, session_options
+
+if TYPE_CHECKING:
+    from babygan.batch import BatchRow
+    from babygan.pipeline import ChildOptions
 
 
 @click.command()
@@ -20,10 +24,9 @@ from babygan.cli.options import age_options, child_options, make_options, make_s
     show_default=True,
     help="Each pair goes to OUTPUT_DIR/<name>/; batch.json summarises the run.",
 )
-@child_options
-@age_options
+@child_options()
 @session_options
-def batch(pairs: Path, output_dir: Path, **kw: Any) -> None:
+def batch(pairs: Path, output_dir: Path, options: ChildOptions, session: SessionOptions) -> None:
     """Predict a child for every row of PAIRS (a CSV file).
 
     Columns: father, mother (photo paths, relative to the CSV's folder) and, optional,
@@ -31,20 +34,17 @@ def batch(pairs: Path, output_dir: Path, **kw: Any) -> None:
     distinct photo is aligned and encoded once. A failing row is reported and the
     others still run; the exit code is 1 if any row failed.
     """
-    from babygan import pipeline
+    from babygan.batch import run_batch, summary_table
 
-    options = make_options(kw)
-    session = make_session(kw)
-
-    def report(row: pipeline.BatchRow) -> None:
+    def report(row: BatchRow) -> None:
         if row.ok:
             click.echo(f"ok      {row.name}")
         else:
             click.echo(f"FAILED  {row.name}: {row.error}", err=True)
 
-    rows = pipeline.run_batch(pairs, output_dir, options, session, on_row=report)
+    rows = run_batch(pairs, output_dir, options, session.open(), on_row=report)
     click.echo("")
-    click.echo(pipeline.summary_table(rows))
+    click.echo(summary_table(rows))
     failed = [r for r in rows if not r.ok]
     click.echo(f"\n{len(rows) - len(failed)} of {len(rows)} pairs done; summary: {output_dir / 'batch.json'}")
     if failed:

@@ -1,4 +1,8 @@
-"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and renders (<stem>_reconstruction.png)."""
+"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and renders (<stem>_reconstruction.png).
+
+The photos go through the same Session as ``predict`` (babygan/session.py): aligned (or only
+resized with --aligned), encoded together, cached per aligned image.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, quiet_option
+from babygan.cli.options import SessionOptions, encoding_options
 from babygan.errors import BabyganError
 
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@model_option()
 @click.option(
     "--output-dir",
     "-o",
@@ -21,75 +24,27 @@ from babygan.errors import BabyganError
     help="Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).",
 )
 @click.option(
-    "--iterations",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Optimisation steps per batch.",
-)
-@click.option(
-    "--lr",
-    default=0.25,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Initial learning rate (x0.9 every 4% of the iterations).",
-)
-@click.option(
-    "--perceptual",
-    default="vgg16",
-    show_default=True,
-    type=click.Choice(["vgg16", "pixel"]),
-    help="vgg16: VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
-    "pixel: pixel + MS-SSIM only.",
-)
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the stochastic clipping.")
-@click.option(
-    "--batch-size",
-    default=2,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images optimised together.",
-)
-@click.option(
     "--aligned",
     is_flag=True,
     help="The photos are aligned crops already: only resize them to the model's resolution.",
 )
 @click.option(
-    "--estimator", help="Estimator file (.keras from `babygan train-estimator`) for the first guess."
+    "--face",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Which face of each photo, counted from the left (default: the largest).",
 )
-@click.option(
-    "--init",
-    "init",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "estimator", "dlatent_avg"]),
-    help="Start from the estimator's guess (auto: when one is available) or dlatent_avg.",
-)
-@click.option("--no-cache", is_flag=True, help="Encode again even when the latent cache has the result.")
-@offline_option("Never download; fail when a model file is missing.")
-@quiet_option("No progress bar.")
+@encoding_options
 def encode(
-    photos: tuple[Path, ...],
-    model: str,
-    output_dir: Path,
-    iterations: int,
-    lr: float,
-    perceptual: str,
-    seed: int,
-    batch_size: int,
-    aligned: bool,
-    estimator: str | None,
-    init: str,
-    no_cache: bool,
-    offline: bool,
-    quiet: bool,
+    photos: tuple[Path, ...], output_dir: Path, aligned: bool, face: int | None, session: SessionOptions
 ) -> None:
-    """Encode aligned faces of PHOTOS into the generator's dlatents (L, 512).
+    """Encode the faces of PHOTOS into the generator's dlatents (L, 512).
 
     Writes OUTPUT_DIR/<stem>.npy (float32) and OUTPUT_DIR/<stem>_reconstruction.png.
     All photos are optimised together in batches; results are cached per aligned image.
     """
+    if aligned and face is not None:
+        raise click.UsageError("--face and --aligned cannot be used together")
     stems = [p.stem for p in photos]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
@@ -99,39 +54,11 @@ def encode(
 
     import numpy as np
 
-    from babygan.atomic import atomic_path
-    from babygan.encoder.files import encode_photos
-    from babygan.encoder.settings import EncoderSettings
-    from babygan.stylegan import load_generator
+    from babygan import outputs
 
-    settings = EncoderSettings(
-        iterations=iterations,
-        lr=lr,
-        perceptual=perceptual,
-        seed=seed,
-        batch_size=batch_size,
-        init=init,
-        estimator=estimator,
-    )
-    G = load_generator(model, offline=offline)
-    results = encode_photos(
-        list(photos),
-        G,
-        settings,
-        aligned=aligned,
-        use_cache=not no_cache,
-        offline=offline,
-        progress=not quiet,
-    )
-
-    from PIL import Image
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for item in results:
-        npy = output_dir / f"{item.path.stem}.npy"
-        png = output_dir / f"{item.path.stem}_reconstruction.png"
-        with atomic_path(npy) as tmp:
-            np.save(tmp, item.dlatents.astype(np.float32))
-        with atomic_path(png) as tmp:
-            Image.fromarray(item.reconstruction).save(tmp)
-        click.echo(f"{item.path}: {npy} {png}")
+    s = session.open(aligned=aligned)
+    parents = s.parents([(p, face) for p in photos])
+    reconstructions = s.render(np.stack([p.dlatents for p in parents]))  # uint8 (N, R, R, 3), once each
+    written = outputs.write_encoded(parents, reconstructions, output_dir, s.provenance())
+    for photo, (npy, png) in zip(photos, written, strict=True):
+        click.echo(f"{photo}: {npy} {png}")

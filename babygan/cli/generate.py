@@ -6,12 +6,18 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option
+from babygan.cli.options import SeedList, model_option, offline_option, precision_option
 
 
 @click.command()
 @model_option("Registry name (see `babygan models list`) or path to an official .pkl or a babygan .npz.")
-@click.option("--seeds", default="0-7", show_default=True, help="Seeds: a range 0-7, a list 1,5,9, or both.")
+@click.option(
+    "--seeds",
+    type=SeedList(),
+    default="0-7",
+    show_default=True,
+    help="Seeds: a range 0-7, a list 1,5,9, or both.",
+)
 @click.option("--truncation-psi", type=float, default=0.7, show_default=True, help="1.0 = no truncation.")
 @click.option(
     "--truncation-cutoff", type=int, default=8, show_default=True, help="Truncate the layers below this one."
@@ -36,44 +42,38 @@ from babygan.cli.options import model_option, offline_option
     help="Also write seedNNNN.npy: the (layers, 512) float32 dlatents.",
 )
 @offline_option("Never download; fail if the model is not already here.")
+@precision_option
 def generate(
     model: str,
-    seeds: str,
+    seeds: list[int],
     truncation_psi: float,
     truncation_cutoff: int,
     noise: str,
     output_dir: Path,
     save_latents: bool,
     offline: bool,
+    precision: str,
 ) -> None:
     """Generate images from seeds, as the official StyleGAN scripts do (z = RandomState(seed).randn)."""
-    import numpy as np
-    from PIL import Image, PngImagePlugin
-
-    from babygan.atomic import atomic_path
+    from babygan import render
+    from babygan.outputs import save_npy
     from babygan.stylegan import load_generator
-    from babygan.stylegan.sampling import generate_from_seeds, parse_seeds
+    from babygan.stylegan.sampling import generate_from_seeds
 
-    try:
-        seed_list = parse_seeds(seeds)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--seeds") from None
-    G = load_generator(model, offline=offline)
+    G = load_generator(model, offline=offline, precision=precision)
     written = 0
     for seed, w, image in generate_from_seeds(
-        G, seed_list, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise=noise
+        G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise=noise
     ):
-        info = PngImagePlugin.PngInfo()
-        info.add_text(
-            "babygan",
-            f"seed={seed} truncation_psi={truncation_psi} "
-            f"truncation_cutoff={truncation_cutoff} noise={noise} model_sha256={G.source_sha256}",
-        )
-        dest = output_dir / f"seed{seed:04d}.png"
-        with atomic_path(dest) as tmp:
-            Image.fromarray(image).save(tmp, pnginfo=info)
+        meta = {
+            "seed": seed,
+            "truncation_psi": truncation_psi,
+            "truncation_cutoff": truncation_cutoff,
+            "noise": noise,
+            "model_sha256": G.source_sha256,
+        }
+        render.save_png(output_dir / f"seed{seed:04d}.png", image, meta)
         if save_latents:
-            with atomic_path(output_dir / f"seed{seed:04d}.npy") as tmp:
-                np.save(tmp, w)
+            save_npy(output_dir / f"seed{seed:04d}.npy", w)  # (L, w_dim)
         written += 1
     click.echo(f"wrote {written} image{'s' if written != 1 else ''} to {output_dir}")

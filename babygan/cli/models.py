@@ -23,22 +23,14 @@ def _state(status: registry.FileStatus) -> tuple[str, str]:
 @models.command("list")
 def list_models() -> None:
     """Every known file: name, size, licence, present, verified."""
-    rows = [("NAME", "ALIASES", "SIZE", "PRESENT", "VERIFIED", "LICENCE")]
+    from babygan.texttable import text_table
+
+    rows = []
     for entry in registry.manifest().values():
         present, verified = _state(registry.file_status(entry))
-        rows.append(
-            (
-                entry.name,
-                ",".join(entry.aliases) or "-",
-                registry.human_size(entry.size),
-                present,
-                verified,
-                entry.licence,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        size = registry.human_size(entry.size)
+        rows.append((entry.name, ",".join(entry.aliases) or "-", size, present, verified, entry.licence))
+    click.echo(text_table(("NAME", "ALIASES", "SIZE", "PRESENT", "VERIFIED", "LICENCE"), rows))
     click.echo(f"\nmodels directory: {registry.models_dir()}")
 
 

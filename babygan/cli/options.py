@@ -1,14 +1,119 @@
-"""Click options shared by the commands: predict, age-sweep, batch, generate (and encode)."""
+"""Click options shared by the commands, each group handing the command one ready-built object.
+
+- ``@child_options(...)`` -> ``options``: a ``ChildOptions`` (or ``EditOptions`` for a sweep);
+- ``@session_options`` / ``@encoding_options`` -> ``session``: a :class:`SessionOptions`
+  (``session.open()`` makes the ``Session``);
+- ``@precision_option`` -> ``precision``: "fp32" or "bf16", resolved once and logged.
+
+Ranges (``--seeds 0-7``, ``--ages 1:50:19``, ``--coeffs -4:4:0.5``) are parameter types, so
+a command body receives parsed values. Nothing heavy is imported until a command runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from babygan.latent import Age, parse_range
+
+if TYPE_CHECKING:
+    from babygan.encoder.settings import EncoderSettings
+    from babygan.session import Session
+
+log = logging.getLogger("babygan")
+
 PHOTO = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+# --------------------------------------------------------------------------- parameter types
+
+
+class SeedList(click.ParamType):
+    """``0-7``, ``1,5,9`` or a mix -> ``list[int]``."""
+
+    name = "seeds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        from babygan.stylegan.sampling import parse_seeds
+
+        try:
+            return parse_seeds(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AgeRange(click.ParamType):
+    """``FROM:TO:N`` ages in years (N values), or ``FROM:TO:STEP`` raw coefficients -> ``tuple[Age, ...]``."""
+
+    def __init__(self, in_years: bool) -> None:
+        self.in_years = in_years
+        self.name = "ages" if in_years else "coeffs"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[Age, ...]:
+        if isinstance(value, tuple):
+            return value
+        from babygan.errors import BabyganError
+
+        try:
+            values = parse_range(str(value), count=self.in_years)
+        except BabyganError as exc:
+            self.fail(str(exc), param, ctx)
+        make = Age.years if self.in_years else Age.coeff
+        return tuple(make(float(v)) for v in values)
+
+
+class Shift(click.ParamType):
+    """``NAME=X`` -> ``(name, x)``: a move along NAME.npy."""
+
+    name = "NAME=X"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, float]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, num = str(value).partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            return name.strip().removesuffix(".npy"), float(num)
+        except ValueError:
+            self.fail(f"{value!r}: expected NAME=NUMBER, e.g. smile=1.5", param, ctx)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _apply(f: Callable, options: list[Callable]) -> Callable:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _building(target: str, options: list[Callable], build: Callable[[dict[str, Any]], Any]) -> Callable:
+    """A decorator adding ``options`` to a command whose body then gets one keyword,
+    ``target`` = ``build(kw)``; ``build`` pops the raw option values it uses from ``kw``."""
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def body(*args: Any, **kw: Any) -> Any:
+            kw[target] = build(kw)
+            return f(*args, **kw)
+
+        return _apply(body, options)
+
+    return decorate
 
 
 def model_option(help: str = "Generator: registry name, official StyleGAN .pkl or babygan .npz.") -> Callable:
@@ -16,9 +121,7 @@ def model_option(help: str = "Generator: registry name, official StyleGAN .pkl o
     return click.option("--model", "-m", default="ffhq", show_default=True, help=help)
 
 
-def offline_option(
-    help: str = "Never download: fail with instructions if a file is missing.",
-) -> Callable:
+def offline_option(help: str = "Never download: fail with instructions if a file is missing.") -> Callable:
     """``--offline``."""
     return click.option("--offline", is_flag=True, help=help)
 
@@ -28,13 +131,45 @@ def quiet_option(help: str = "No progress bars.") -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
+# --------------------------------------------------------------------------- precision
+
+
+def _precision_click_option() -> Callable:
+    from babygan.precision import CHOICES, ENV_VAR
+
+    return click.option(
+        "--precision",
+        type=click.Choice(CHOICES),
+        default="auto",
+        envvar=ENV_VAR,
+        show_default=True,
+        show_envvar=True,
+        help="Networks in float32 or bfloat16; auto: bf16 where the GPU or CPU has bfloat16 units.",
+    )
+
+
+def resolve_precision(requested: str) -> str:
+    """fp32 / bf16 / auto -> fp32 / bf16; what auto chose is logged, with the reason."""
+    from babygan.precision import resolve_precision as resolve
+
+    chosen, reason = resolve(requested)
+    if requested == "auto":  # an explicit choice is not news
+        log.info("precision: %s (%s)", chosen, reason)
+    return chosen
+
+
+def precision_option(f: Callable) -> Callable:
+    """``--precision`` -> ``precision``: "fp32" or "bf16", resolved for this machine."""
+    return _building(
+        "precision", [_precision_click_option()], lambda kw: resolve_precision(kw.pop("precision"))
+    )(f)
+
+
+# --------------------------------------------------------------------------- child options
+
 # Named shift options: (option, direction name, help).
 SHIFT_OPTIONS = (
-    (
-        "--gender-shift",
-        "gender",
-        "Move along the gender direction (BabyGAN's demo uses -2 .. 2).",
-    ),
+    ("--gender-shift", "gender", "Move along the gender direction (BabyGAN's demo uses -2 .. 2)."),
     ("--smile", "smile", "Move along the smile direction (BabyGAN's demo uses -1 .. 2)."),
     ("--angle-horizontal", "angle_horizontal", "Turn the head left/right."),
     ("--angle-vertical", "angle_vertical", "Tilt the head up/down."),
@@ -42,14 +177,11 @@ SHIFT_OPTIONS = (
 )
 
 
-def _apply(f: Callable, options: list[Callable]) -> Callable:
-    for option in reversed(options):
-        f = option(f)
-    return f
+def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
+    """The blend and edit options -> ``options``: a ChildOptions (an EditOptions without ``age``).
 
-
-def child_options(f: Callable) -> Callable:
-    """The blend and shift options (predict, age-sweep, batch)."""
+    age: with ``--age`` / ``--age-coeff``; siblings: with ``--children`` / ``--seed``.
+    """
     opts = [
         click.option(
             "--genes",
@@ -66,17 +198,15 @@ def child_options(f: Callable) -> Callable:
             help="default: one ratio for every layer; father/mother: BabyGAN's per-layer curves "
             "('Father's photo' / 'Mother's photo').",
         ),
-    ]
-    opts += [
-        click.option(opt, f"shift_{dest}", type=float, default=None, help=text)
-        for opt, dest, text in SHIFT_OPTIONS
-    ]
-    opts += [
+        *(
+            click.option(opt, f"shift_{dest}", type=float, default=None, help=text)
+            for opt, dest, text in SHIFT_OPTIONS
+        ),
         click.option(
             "--shift",
             "extra_shifts",
+            type=Shift(),
             multiple=True,
-            metavar="NAME=X",
             help="Any other direction, NAME.npy from --directions or the registry (repeatable).",
         ),
         click.option(
@@ -105,13 +235,8 @@ def child_options(f: Callable) -> Callable:
             help="Which face of the mother's photo (default: the largest).",
         ),
     ]
-    return _apply(f, opts)
-
-
-def age_options(f: Callable) -> Callable:
-    return _apply(
-        f,
-        [
+    if age:
+        opts += [
             click.option(
                 "--age",
                 type=float,
@@ -124,129 +249,167 @@ def age_options(f: Callable) -> Callable:
                 default=None,
                 help="Raw coefficient on the age direction instead of --age (+4 = 10 y, -4 = 50 y).",
             ),
-        ],
-    )
-
-
-def session_options(f: Callable) -> Callable:
-    """Model, directions and encoder options."""
-    return _apply(
-        f,
-        [
-            model_option(),
+        ]
+    if siblings:
+        opts += [
             click.option(
-                "--directions",
-                "directions_dir",
-                type=click.Path(file_okay=False, path_type=Path),
-                default=None,
-                help="Folder of direction files (age.npy, gender.npy, ...) instead of the registry's.",
-            ),
-            click.option(
-                "--iterations",
-                type=click.IntRange(1),
-                default=100,
+                "--children",
+                type=click.IntRange(1, 99),
+                default=1,
                 show_default=True,
-                help="Encoder optimisation steps per photo.",
+                help="Siblings: each a random per-layer crossover of the parents, with its own noise.",
             ),
             click.option(
-                "--lr",
-                type=click.FloatRange(min=0, min_open=True),
-                default=0.25,
+                "--seed",
+                type=int,
+                default=0,
                 show_default=True,
-                help="Encoder learning rate.",
+                help="Seed for siblings' crossover and noise.",
             ),
-            click.option(
-                "--perceptual",
-                type=click.Choice(["vgg16", "pixel"]),
-                default="vgg16",
-                show_default=True,
-                help="Encoder loss: VGG16 features (+ pixel, MS-SSIM) or pixel only (no VGG16 file).",
-            ),
-            click.option(
-                "--init",
-                "encoder_init",
-                type=click.Choice(["auto", "estimator", "dlatent_avg"]),
-                default="auto",
-                show_default=True,
-                help="Encoder starting point.",
-            ),
-            click.option(
-                "--estimator", default=None, help="ResNet estimator file (name or path) for --init."
-            ),
-            click.option(
-                "--encoder-seed", type=int, default=0, show_default=True, help="Encoder's random seed."
-            ),
-            click.option(
-                "--no-cache", is_flag=True, help="Encode again even if the photo's dlatents are cached."
-            ),
-            offline_option(),
-            quiet_option(),
-        ],
-    )
+        ]
+    return _building("options", opts, functools.partial(_build_child_options, age=age, siblings=siblings))
 
 
-def _parse_extra_shifts(values: tuple[str, ...]) -> list[tuple[str, float]]:
-    out = []
-    for text in values:
-        name, sep, num = text.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            out.append((name.strip().removesuffix(".npy"), float(num)))
-        except ValueError:
-            raise click.BadParameter(
-                f"{text!r}: expected NAME=NUMBER, e.g. smile=1.5", param_hint="--shift"
-            ) from None
-    return out
+def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Any:
+    from babygan.pipeline import ChildOptions, EditOptions
 
-
-def make_options(kw: dict[str, Any], *, children: int = 1, seed: int = 0, with_age: bool = True):
-    """ChildOptions from the parsed click options (pops what it uses)."""
-    from babygan.pipeline import ChildOptions
-
-    shifts = [(dest, kw.pop(f"shift_{dest}")) for _, dest, _ in SHIFT_OPTIONS]
-    shifts = [(n, v) for n, v in shifts if v is not None] + _parse_extra_shifts(kw.pop("extra_shifts"))
-    age_kw: dict[str, Any] = {}
-    if with_age:
-        age, age_coeff = kw.pop("age"), kw.pop("age_coeff")
-        if age is not None and age_coeff is not None:
-            raise click.UsageError("give --age or --age-coeff, not both")
-        if age is not None:
-            age_kw["age"] = age
-        if age_coeff is not None:
-            age_kw["age_coeff"] = age_coeff
-    return ChildOptions(
+    named = [(dest, kw.pop(f"shift_{dest}")) for _, dest, _ in SHIFT_OPTIONS]
+    shifts = tuple((n, v) for n, v in named if v is not None) + tuple(kw.pop("extra_shifts"))
+    edit = EditOptions(
         genes=kw.pop("genes"),
         style=kw.pop("style"),
-        shifts=tuple(shifts),
+        shifts=shifts,
         layers=kw.pop("layers"),
         size=kw.pop("size"),
         face_father=kw.pop("face_father"),
         face_mother=kw.pop("face_mother"),
-        children=children,
-        seed=seed,
-        **age_kw,
     )
+    if not age:
+        return edit
+    years, coeff = kw.pop("age"), kw.pop("age_coeff")
+    if years is not None and coeff is not None:
+        raise click.UsageError("give --age or --age-coeff, not both")
+    extra: dict[str, Any] = {}
+    if years is not None:
+        extra["age"] = Age.years(years)
+    elif coeff is not None:
+        extra["age"] = Age.coeff(coeff)
+    if siblings:
+        extra["children"], extra["seed"] = kw.pop("children"), kw.pop("seed")
+    return ChildOptions(**{f.name: getattr(edit, f.name) for f in dataclasses.fields(edit)}, **extra)
 
 
-def make_session(kw: dict[str, Any]):
-    """A Session from the parsed click options (pops what it uses)."""
+# --------------------------------------------------------------------------- session and encoder
+
+# The encoder's options: EncoderSettings field -> (option, help). Types, choices and defaults
+# come from the dataclass itself (babygan/encoder/settings.py).
+_ENCODER_FIELDS = {
+    "iterations": ("--iterations", "Encoder optimisation steps per photo."),
+    "lr": ("--lr", "Encoder learning rate (x0.9 every 4% of the iterations)."),
+    "perceptual": (
+        "--perceptual",
+        "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
+        "pixel = pixel + MS-SSIM only.",
+    ),
+    "init": ("--init", "Encoder start: the estimator's guess (auto: when one is available) or dlatent_avg."),
+    "estimator": ("--estimator", "Estimator file (name or path; .keras from `babygan train-estimator`)."),
+    "seed": ("--encoder-seed", "Seed of the encoder's stochastic clipping."),
+    "batch_size": ("--batch-size", "Photos the encoder optimises together."),
+}
+
+
+def _encoder_click_options() -> list[Callable]:
+    from babygan.encoder import settings
+
+    kinds: dict[str, Any] = {
+        "iterations": click.IntRange(min=1),
+        "lr": click.FloatRange(min=0, min_open=True),
+        "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
+        "init": click.Choice(settings.INIT_CHOICES),
+        "estimator": str,
+        "seed": int,
+        "batch_size": click.IntRange(min=1),
+    }
+    defaults = {f.name: f.default for f in dataclasses.fields(settings.EncoderSettings)}
+    return [
+        click.option(
+            opt, f"encoder_{name}", type=kinds[name], default=defaults[name], show_default=True, help=text
+        )
+        for name, (opt, text) in _ENCODER_FIELDS.items()
+    ]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a Session is made of, as the command line gave it."""
+
+    model: str
+    directions_dir: Path | None
+    encoder: EncoderSettings
+    use_cache: bool
+    offline: bool
+    quiet: bool
+    precision: str  # "fp32" or "bf16", resolved
+
+    def open(self, *, aligned: bool = False) -> Session:
+        from babygan.session import Session
+
+        return Session(
+            self.model,
+            directions_dir=self.directions_dir,
+            encoder=self.encoder,
+            offline=self.offline,
+            progress=not self.quiet,
+            use_cache=self.use_cache,
+            aligned=aligned,
+            precision=self.precision,
+        )
+
+
+def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
     from babygan.encoder.settings import EncoderSettings
-    from babygan.pipeline import Session
 
-    settings = EncoderSettings(
-        iterations=kw.pop("iterations"),
-        lr=kw.pop("lr"),
-        perceptual=kw.pop("perceptual"),
-        init=kw.pop("encoder_init"),
-        estimator=kw.pop("estimator"),
-        seed=kw.pop("encoder_seed"),
-    )
-    return Session(
-        kw.pop("model"),
-        directions_dir=kw.pop("directions_dir"),
-        encoder=settings,
-        offline=kw.pop("offline"),
-        progress=not kw.pop("quiet"),
+    precision = resolve_precision(kw.pop("precision"))
+    values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}
+    return SessionOptions(
+        model=kw.pop("model"),
+        directions_dir=kw.pop("directions_dir", None),
+        encoder=EncoderSettings(**values, precision=precision),
         use_cache=not kw.pop("no_cache"),
+        offline=kw.pop("offline"),
+        quiet=kw.pop("quiet"),
+        precision=precision,
     )
+
+
+def _session_decorator(*, directions: bool) -> Callable:
+    def decorate(f: Callable) -> Callable:
+        opts = [model_option()]
+        if directions:
+            opts.append(
+                click.option(
+                    "--directions",
+                    "directions_dir",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    default=None,
+                    help="Folder of direction files (age.npy, gender.npy, ...) instead of the registry's.",
+                )
+            )
+        opts += _encoder_click_options()
+        opts += [
+            click.option(
+                "--no-cache", is_flag=True, help="Encode again even if the photo's dlatents are cached."
+            ),
+            _precision_click_option(),
+            offline_option(),
+            quiet_option(),
+        ]
+        return _building("session", opts, _build_session_options)(f)
+
+    return decorate
+
+
+#: model, directions, encoder, precision, --offline, --quiet -> ``session``: SessionOptions
+session_options = _session_decorator(directions=True)
+#: the same without --directions (``babygan encode``)
+encoding_options = _session_decorator(directions=False)

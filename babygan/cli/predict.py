@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import PHOTO, age_options, child_options, make_options, make_session, session_options
+from babygan.cli.options import PHOTO, SessionOptions, child_options, session_options
+
+if TYPE_CHECKING:
+    from babygan.pipeline import ChildOptions
 
 
 @click.command()
@@ -21,33 +24,22 @@ from babygan.cli.options import PHOTO, age_options, child_options, make_options,
     show_default=True,
     help="Where child.png, sheet.png, child.npy and child.json go.",
 )
-@click.option(
-    "--children",
-    type=click.IntRange(1, 99),
-    default=1,
-    show_default=True,
-    help="Siblings: each a random per-layer crossover of the parents, with its own noise.",
-)
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for siblings' crossover and noise."
-)
-@child_options
-@age_options
+@child_options(siblings=True)
 @session_options
-def predict(father: Path, mother: Path, output_dir: Path, children: int, seed: int, **kw: Any) -> None:
+def predict(
+    father: Path, mother: Path, output_dir: Path, options: ChildOptions, session: SessionOptions
+) -> None:
     """Predict the child of FATHER and MOTHER (two photos, one face each).
 
     Aligns and encodes both faces (encodings are cached), blends them by --genes,
     ages the result (default 10 years) and applies any other shifts, then writes
     the child, a father | child | mother sheet, the dlatents and a JSON record.
     """
-    from babygan import pipeline
+    from babygan import outputs, pipeline
     from babygan.resemblance import describe_text
 
-    options = make_options(kw, children=children, seed=seed)
-    session = make_session(kw)
-    result = pipeline.predict(father, mother, options, session)
-    written = pipeline.write_prediction(result, output_dir)
+    result = pipeline.predict(father, mother, options, session.open())
+    written = outputs.write_prediction(result, output_dir)
     for child, paths in zip(result.children, written["children"], strict=True):
         click.echo(f"{child.name}: {paths['image']}")
         if child.resemblance is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, quiet_option
+from babygan.cli.options import model_option, offline_option, precision_option, quiet_option
 
 
 @click.command("train-estimator")
@@ -48,6 +48,7 @@ from babygan.cli.options import model_option, offline_option, quiet_option
 )
 @offline_option("Never download; fail when the generator file is missing.")
 @quiet_option("No per-epoch lines.")
+@precision_option
 def train_estimator(
     model: str,
     samples: int,
@@ -59,6 +60,7 @@ def train_estimator(
     output: Path,
     offline: bool,
     quiet: bool,
+    precision: str,
 ) -> None:
     """Train a ResNet50 that guesses a face's dlatents, for `babygan encode --estimator`."""
     from babygan.encoder.estimator import check_estimator_dest, save_estimator
@@ -66,7 +68,7 @@ def train_estimator(
     from babygan.stylegan import load_generator
 
     check_estimator_dest(output)  # before the long training, not after
-    G = load_generator(model, offline=offline)
+    G = load_generator(model, offline=offline, precision=precision)
     net = train(
         G, samples, epochs, batch_size, seed, lr=lr, truncation_psi=truncation_psi, progress=not quiet
     )
