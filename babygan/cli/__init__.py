@@ -124,6 +124,9 @@ def _register() -> None:
     from babygan.cli.learn_directions import learn_directions
 
     main.add_command(learn_directions)
+    from babygan.cli import serve
+
+    main.add_command(serve.serve)
 
 
 _register()
