@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from babygan.encoder import EncoderSettings, encode, encode_images
+from babygan.encoder import Encoder, EncoderSettings
 from babygan.errors import BabyganError, ModelFileError
 
 # Fast settings for a 32 px generator; "pixel" needs no VGG16 file.
@@ -29,6 +29,16 @@ def targets(G):
 
     w = G.mapping(np.random.RandomState(1).randn(2, G.z_dim).astype(np.float32), truncation_psi=0.5)
     return to_uint8(G.synthesis(w)), w
+
+
+def encode(G, images, settings, *, progress=False, offline=False, initial_dlatents=None):
+    """One fresh Encoder's optimisation (what a caller with one batch does)."""
+    encoder = Encoder(G, settings, offline=offline)
+    return encoder.encode(images, progress=progress, initial_dlatents=initial_dlatents)
+
+
+def encode_images(G, images, settings, *, use_cache=True, progress=False):
+    return Encoder(G, settings).encode_cached(images, use_cache=use_cache, progress=progress)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,16 +164,14 @@ def test_cache_key_follows_the_settings_that_matter():
 @pytest.fixture
 def counted(monkeypatch):
     """Counts the optimisations encode_images runs, and how many images each had."""
-    import babygan.encoder.cache as cache_mod
-
     calls: list[int] = []
-    real = cache_mod.encode
+    real = Encoder.encode
 
-    def counting(G, images, *args, **kwargs):
+    def counting(self, images, *args, **kwargs):
         calls.append(len(images))
-        return real(G, images, *args, **kwargs)
+        return real(self, images, *args, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "encode", counting)
+    monkeypatch.setattr(Encoder, "encode", counting)
     return calls
 
 
@@ -233,19 +241,19 @@ def vgg_file(tmp_path_factory):
 
 
 def test_vgg16_loss_path(G, targets, vgg_file):
-    from babygan.encoder.perceptual import _VGG_CACHE
     from babygan.stylegan import to_uint8
 
     images, _ = targets
     settings = dataclasses.replace(PIXEL, perceptual="vgg16", vgg16_weights=str(vgg_file))
-    result = encode(G, images, settings, progress=False)
+    encoder = Encoder(G, settings)
+    result = encoder.encode(images, progress=False)
     start = psnr(to_uint8(G.synthesis(result.initial_dlatents)), images)
     reached = psnr(result.reconstructions, images)
     print(f"tiny 32 px, VGG16 loss, {settings.iterations} it.: PSNR {start.round(1)} -> {reached.round(1)}")
     assert np.all(reached > start + 2.0)
     assert np.all(result.loss_history[-1] < result.loss_history[0])
     # the file's weights are the ones in use (not a fresh random VGG16)
-    (model,) = [m for k, m in _VGG_CACHE.items() if k[0] == str(vgg_file.resolve())]
+    model = encoder.vgg
     import h5py
 
     with h5py.File(vgg_file) as f:
@@ -333,24 +341,6 @@ def test_encode_renders_reconstructions_only_when_asked(G, targets, synthesis_ca
     np.testing.assert_array_equal(recon, to_uint8(G.synthesis(result.dlatents, noise="const")))
 
 
-def test_encode_photos_renders_each_photo_once(G, targets, synthesis_calls, tmp_path):
-    from PIL import Image
-
-    from babygan.encoder.files import encode_photos
-
-    images, _ = targets
-    paths = []
-    for k, img in enumerate(images):
-        paths.append(tmp_path / f"p{k}.png")
-        Image.fromarray(img).save(paths[-1])
-    settings = dataclasses.replace(PIXEL, iterations=3)
-    for _ in range(2):  # freshly encoded, then from the cache
-        synthesis_calls.clear()
-        photos = encode_photos(paths, G, settings, aligned=True, progress=False)
-        assert synthesis_calls == [2]
-        assert [p.reconstruction.shape for p in photos] == [(32, 32, 3)] * 2
-
-
 class _FakeEstimator:
     """Stands in for a Keras estimator: fits G and guesses dlatent_avg."""
 
@@ -413,20 +403,22 @@ def test_auto_estimator_that_does_not_load_files_results_as_dlatent_avg(
     assert counted == [2]
 
 
-def test_clear_cache_frees_the_generator_held_by_the_encoder(targets):
+def test_the_encoder_owns_its_state_and_frees_it(targets):
+    """One Encoder compiles its step once and reuses it; dropping it frees the generator
+    (no module-level cache holds either)."""
     import gc
     import weakref
 
-    from babygan.encoder import projector
-    from babygan.stylegan import clear_cache, random_generator
+    from babygan.stylegan import random_generator
 
     images, _ = targets
     G2 = random_generator(resolution=32, fmap_max=16, seed=3)
-    encode(G2, images[:1], dataclasses.replace(PIXEL, iterations=1), progress=False)
-    assert any(step.generator is G2 for step in projector._STEP_CACHE.values())
+    encoder = Encoder(G2, dataclasses.replace(PIXEL, iterations=1))
+    encoder.encode(images[:1], progress=False)
+    step = encoder._step
+    encoder.encode(images[1:], progress=False)
+    assert encoder._step is step
     ref = weakref.ref(G2)
-    del G2
-    clear_cache()
+    del G2, encoder, step
     gc.collect()
-    assert projector._STEP_CACHE == {}
     assert ref() is None

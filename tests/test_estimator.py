@@ -7,9 +7,13 @@ import pytest
 from click.testing import CliRunner
 
 from babygan.cli import main
-from babygan.encoder import EncoderSettings, encode, load_estimator, save_estimator, train_estimator
+from babygan.encoder import Encoder, EncoderSettings, load_estimator, save_estimator, train_estimator
 from babygan.encoder.estimator import predict_dlatents, sample_pairs
 from babygan.errors import BabyganError, ModelFileError
+
+
+def encode(G, images, settings, *, progress=False):
+    return Encoder(G, settings).encode(images, progress=progress)
 
 
 @pytest.fixture(scope="module")

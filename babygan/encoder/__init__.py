@@ -1,24 +1,22 @@
 """The encoder: aligned photos -> StyleGAN dlatents (pbaylies-style), with an estimator and a cache.
 
-Importing this package is cheap: TensorFlow and Keras are imported when a function runs.
+Importing this package is cheap: Keras is imported when something runs.
 
-    from babygan.encoder import EncoderSettings, encode, encode_images
-    settings = EncoderSettings(iterations=100, perceptual="vgg16", seed=0)
-    result = encode(G, images, settings)              # images uint8 (N, S, S, 3)
-    result.dlatents                                   # (N, L, w_dim) float32, best loss
-    dlatents = encode_images(G, images, settings)     # the same, cached per image
+    from babygan.encoder import Encoder, EncoderSettings
+    encoder = Encoder(G, EncoderSettings(iterations=100, perceptual="vgg16", seed=0))
+    result = encoder.encode(images)          # images uint8 (N, S, S, 3)
+    result.dlatents                          # (N, L, w_dim) float32, best loss
+    dlatents = encoder.encode_cached(images) # the same, cached per image
 """
 
-from babygan.encoder.cache import encode_images
+from babygan.encoder.encoder import Encoder, EncodeResult
 from babygan.encoder.estimator import load_estimator, save_estimator, train_estimator
-from babygan.encoder.projector import EncodeResult, encode
 from babygan.encoder.settings import EncoderSettings
 
 __all__ = [
     "EncodeResult",
+    "Encoder",
     "EncoderSettings",
-    "encode",
-    "encode_images",
     "load_estimator",
     "save_estimator",
     "train_estimator",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from babygan.encoder.images import caffe_preprocess, resize_uint8
 from babygan.encoder.settings import EncoderSettings
 from babygan.errors import BabyganError, ModelFileError, first_line
 
@@ -22,11 +23,6 @@ log = logging.getLogger("babygan")
 #: the registry's estimator for the FFHQ generator, and that generator's file name
 FFHQ_ESTIMATOR = "finetuned_resnet.h5"
 FFHQ_GENERATOR = "karras2019stylegan-ffhq-1024x1024.pkl"
-_BGR_MEANS = np.array([103.939, 116.779, 123.68], np.float32)
-
-# Loaded once per process: resolved path -> keras Model (or the error it raised)
-_LOADED: dict[str, Any] = {}
-_WARNED: set[str] = set()
 
 
 def estimator_input_size(G: Any) -> int:
@@ -36,10 +32,7 @@ def estimator_input_size(G: Any) -> int:
 
 def _preprocess(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, S, S, 3) RGB -> float32 (N, size, size, 3) BGR minus the ImageNet means."""
-    from babygan.encoder.projector import resize_uint8
-
-    resized = resize_uint8(images, size)
-    return resized[..., ::-1].astype(np.float32) - _BGR_MEANS
+    return caffe_preprocess(resize_uint8(images, size).astype(np.float32))
 
 
 def build_estimator(G: Any, *, seed: int = 0) -> Any:
@@ -167,25 +160,18 @@ def save_estimator(model: Any, dest: str | Path) -> Path:
 def load_estimator(path: str | Path) -> Any:
     """A Keras estimator model from ``path`` (.keras, or a legacy .h5 such as finetuned_resnet.h5).
 
-    Loaded once per process; a file Keras cannot read raises ModelFileError naming it.
+    A file Keras cannot read raises ModelFileError naming it. The caller keeps the model
+    (an ``Encoder`` loads its estimator once).
     """
-    key = str(Path(path).resolve())
-    cached = _LOADED.get(key)
-    if isinstance(cached, ModelFileError):
-        raise cached
-    if cached is not None:
-        return cached
     import keras
 
     try:
-        model = keras.models.load_model(str(path), compile=False)
+        return keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises many kinds; the user needs one line naming the file
         text = first_line(exc)
-        err = ModelFileError(f"{path}: Keras {keras.__version__} cannot load this estimator ({text[:200]})")
-        _LOADED[key] = err
-        raise err from exc
-    _LOADED[key] = model
-    return model
+        raise ModelFileError(
+            f"{path}: Keras {keras.__version__} cannot load this estimator ({text[:200]})"
+        ) from exc
 
 
 def check_estimator(model: Any, G: Any, path: str | Path) -> None:
@@ -259,7 +245,7 @@ def choose_estimator(G: Any, settings: EncoderSettings, *, offline: bool = False
 
     The file is :func:`estimator_path`'s. An explicit estimator (or init "estimator") must
     load and fit G, else an error; in "auto" mode a file Keras cannot load gives a logged
-    note (once per process) and None.
+    note and None.
     """
     path = estimator_path(G, settings, offline=offline)
     if path is None:
@@ -270,13 +256,6 @@ def choose_estimator(G: Any, settings: EncoderSettings, *, offline: bool = False
     except ModelFileError as exc:
         if settings.estimator or settings.init == "estimator":
             raise
-        if str(path) not in _WARNED:  # once per process, not once per batch
-            _WARNED.add(str(path))
-            log.warning("encoder: not using the estimator: %s; starting from dlatent_avg", exc)
+        log.warning("encoder: not using the estimator: %s; starting from dlatent_avg", exc)
         return None
     return model, path
-
-
-def clear_loaded() -> None:
-    """Forget the estimators loaded in this process."""
-    _LOADED.clear()

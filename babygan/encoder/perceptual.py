@@ -1,31 +1,26 @@
-"""The encoder's image losses: VGG16 block3_conv3 features, pixel logcosh and MS-SSIM.
+"""The encoder's image losses in ``keras.ops``: VGG16 block3_conv3 features, pixel logcosh, MS-SSIM.
 
-Images enter these functions as float tensors in the 0..255 range, NHWC, at the
-loss resolution (pbaylies' encoder works in that range; its loss weights assume it).
-TensorFlow is imported inside functions so that importing this module is cheap.
+Images enter these functions as float tensors in the 0..255 range, NHWC, at the loss
+resolution (pbaylies' encoder works in that range; its loss weights assume it). They
+run under any Keras backend; Keras is imported inside functions so that importing this
+module is cheap.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from babygan.errors import BabyganError, ModelFileError, first_line
+import numpy as np
 
-log = logging.getLogger("babygan")
+from babygan.errors import BabyganError, ModelFileError, first_line
 
 #: the layer whose activations pbaylies' encoder compares (``vgg16.layers[9]``)
 VGG_LAYER = "block3_conv3"
-#: Caffe-style VGG16 preprocessing: BGR order, ImageNet channel means subtracted
-_BGR_MEANS = (103.939, 116.779, 123.68)
 #: tf.image.ssim_multiscale's default weights of its five scales
 _MSSSIM_POWERS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _SSIM_FILTER = 11
-
-# Built once per process: (resolved weights path, input size) -> keras Model
-_VGG_CACHE: dict[tuple[str, int], Any] = {}
 
 
 def resolve_vgg16_weights(name_or_path: str, *, offline: bool = False) -> Path:
@@ -44,20 +39,23 @@ def resolve_vgg16_weights(name_or_path: str, *, offline: bool = False) -> Path:
         ) from exc
 
 
-def vgg16_features(weights: Path, size: int) -> Any:
-    """A Keras model: float32 (N, size, size, 3) preprocessed BGR -> block3_conv3 activations.
+def vgg16_features(weights: Path, size: int, *, precision: str = "fp32") -> Any:
+    """A Keras model: float32 (N, size, size, 3) Caffe-preprocessed BGR -> block3_conv3 activations.
 
-    Built from ``keras.applications.VGG16(include_top=False, weights=None)`` and the
-    given legacy Keras .h5 weights file (the layout of the registry's
-    vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5); cached per (file, size).
+    Built from ``keras.applications.VGG16(include_top=False, weights=None)`` and the given
+    legacy Keras .h5 weights file (the layout of the registry's
+    vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5). With ``precision="bf16"`` its
+    layers compute in bfloat16 (weights stay float32). The caller keeps the model: an
+    ``Encoder`` builds it once.
     """
-    key = (str(Path(weights).resolve()), int(size))
-    model = _VGG_CACHE.get(key)
-    if model is not None:
-        return model
     import keras
 
-    full = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+    try:
+        full = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
+    finally:
+        keras.config.set_dtype_policy(policy)
     try:
         # Keras 3 reads a plain ".h5" with its legacy loader, which checks the number of
         # layers with weights and every array's shape: a wrong file fails here, loudly.
@@ -66,31 +64,17 @@ def vgg16_features(weights: Path, size: int) -> Any:
         raise ModelFileError(f"{weights}: not a Keras VGG16 no-top weights file ({first_line(exc)})") from exc
     model = keras.Model(full.input, full.get_layer(VGG_LAYER).output, name="vgg16_block3_conv3")
     model.trainable = False
-    _VGG_CACHE[key] = model
     return model
-
-
-def clear_vgg_cache() -> None:
-    """Forget the VGG16 feature models built in this process."""
-    _VGG_CACHE.clear()
-
-
-def vgg_preprocess(images: Any) -> Any:
-    """float (N, H, W, 3) RGB 0..255 -> the BGR, mean-subtracted input VGG16 was trained on."""
-    import tensorflow as tf
-
-    bgr = images[..., ::-1]
-    return bgr - tf.constant(_BGR_MEANS, dtype=bgr.dtype)
 
 
 def logcosh_per_image(a: Any, b: Any) -> Any:
     """Mean of log(cosh(a - b)) over all but the first axis -> (N,). Stable for large differences."""
-    import tensorflow as tf
+    from keras import ops
 
-    x = a - b
+    x = ops.cast(a, "float32") - ops.cast(b, "float32")
     # log(cosh(x)) = x + softplus(-2x) - log(2), which never overflows
-    value = x + tf.nn.softplus(-2.0 * x) - math.log(2.0)
-    return tf.reduce_mean(value, axis=list(range(1, len(x.shape))))
+    value = x + ops.softplus(-2.0 * x) - math.log(2.0)
+    return ops.mean(value, axis=tuple(range(1, len(x.shape))))
 
 
 def msssim_scales(size: int) -> int:
@@ -110,9 +94,7 @@ def msssim_scales(size: int) -> int:
     return scales
 
 
-def _gaussian_window(size: int = _SSIM_FILTER, sigma: float = 1.5) -> Any:
-    import numpy as np
-
+def _gaussian_window(size: int = _SSIM_FILTER, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).astype(np.float32)
@@ -120,16 +102,15 @@ def _gaussian_window(size: int = _SSIM_FILTER, sigma: float = 1.5) -> Any:
 
 def _ssim_terms(a: Any, b: Any, max_val: float) -> tuple[Any, Any]:
     """Mean SSIM and mean contrast-structure term per image and channel -> two (N, C) tensors."""
-    import tensorflow as tf
+    from keras import ops
 
     channels = int(a.shape[-1])
-    g = tf.constant(_gaussian_window())
-    kx = tf.tile(tf.reshape(g, (1, -1, 1, 1)), (1, 1, channels, 1))
-    ky = tf.tile(tf.reshape(g, (-1, 1, 1, 1)), (1, 1, channels, 1))
+    g = _gaussian_window()
+    kx = np.tile(g.reshape(1, -1, 1, 1), (1, 1, channels, 1))
+    ky = np.tile(g.reshape(-1, 1, 1, 1), (1, 1, channels, 1))
 
     def blur(x):  # separable Gaussian, VALID (as tf.image.ssim)
-        x = tf.nn.depthwise_conv2d(x, kx, (1, 1, 1, 1), "VALID")
-        return tf.nn.depthwise_conv2d(x, ky, (1, 1, 1, 1), "VALID")
+        return ops.depthwise_conv(ops.depthwise_conv(x, kx, padding="valid"), ky, padding="valid")
 
     c1 = (0.01 * max_val) ** 2
     c2 = (0.03 * max_val) ** 2
@@ -139,7 +120,7 @@ def _ssim_terms(a: Any, b: Any, max_val: float) -> tuple[Any, Any]:
     cov = blur(a * b) - mu_a * mu_b
     luminance = (2 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
     cs = (2 * cov + c2) / (var_a + var_b + c2)
-    return tf.reduce_mean(luminance * cs, axis=[1, 2]), tf.reduce_mean(cs, axis=[1, 2])
+    return ops.mean(luminance * cs, axis=(1, 2)), ops.mean(cs, axis=(1, 2))
 
 
 def msssim_loss_per_image(a: Any, b: Any, max_val: float = 255.0) -> Any:
@@ -151,7 +132,7 @@ def msssim_loss_per_image(a: Any, b: Any, max_val: float = 255.0) -> Any:
     term is floored at a tiny positive value instead. With fewer than five scales
     (small images) the first weights are kept, rescaled to sum to 1.
     """
-    import tensorflow as tf
+    from keras import ops
 
     scales = msssim_scales(int(a.shape[1]))
     powers = _MSSSIM_POWERS[:scales]
@@ -160,11 +141,11 @@ def msssim_loss_per_image(a: Any, b: Any, max_val: float = 255.0) -> Any:
     for k, power in enumerate(powers):
         if k > 0:
             if int(a.shape[1]) % 2:  # pad odd sizes symmetrically, as tf.image.ssim_multiscale does
-                a = tf.pad(a, [[0, 0], [0, 1], [0, 1], [0, 0]], "SYMMETRIC")
-                b = tf.pad(b, [[0, 0], [0, 1], [0, 1], [0, 0]], "SYMMETRIC")
-            a = tf.nn.avg_pool2d(a, 2, 2, "VALID")
-            b = tf.nn.avg_pool2d(b, 2, 2, "VALID")
+                a = ops.pad(a, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="symmetric")
+                b = ops.pad(b, ((0, 0), (0, 1), (0, 1), (0, 0)), mode="symmetric")
+            a = ops.average_pool(a, 2, 2, padding="valid")
+            b = ops.average_pool(b, 2, 2, padding="valid")
         ssim, cs = _ssim_terms(a, b, max_val)
         term = ssim if k == len(powers) - 1 else cs
-        value = value * tf.pow(tf.maximum(term, 1e-6), power)
-    return 1.0 - tf.reduce_mean(value, axis=-1)
+        value = value * ops.power(ops.maximum(term, 1e-6), power)
+    return 1.0 - ops.mean(value, axis=-1)

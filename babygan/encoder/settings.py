@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from babygan.errors import BabyganError
+from babygan.precision import PRECISIONS
 
 #: registry name of the Keras VGG16 ImageNet weights without the classifier
 VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -53,6 +54,9 @@ class EncoderSettings:
     estimator: str | None = None
     #: VGG16 weights (registry name or local path)
     vgg16_weights: str = VGG16_FILE
+    #: "fp32" or "bf16": compute precision of the generator and VGG16 in the optimisation step
+    #: (losses and Adam's state stay float32)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.perceptual not in PERCEPTUAL_CHOICES:
@@ -67,6 +71,8 @@ class EncoderSettings:
             raise BabyganError(f"batch_size={self.batch_size}: must be at least 1")
         if self.lr <= 0:
             raise BabyganError(f"lr={self.lr}: must be positive")
+        if self.precision not in PRECISIONS:
+            raise BabyganError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.loss_size < 16:
             raise BabyganError(f"loss_size={self.loss_size}: must be at least 16")
 

@@ -1,0 +1,86 @@
+"""One compiled optimisation step of the encoder: render, losses, gradient, Adam, stochastic clipping.
+
+Written with ``keras.ops`` over ``babygan.stylegan.network``; the gradient and the
+compilation come from ``babygan.backend``, so the same step runs under every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from babygan.encoder.settings import EncoderSettings
+from babygan.stylegan import Generator
+
+# TF1's AdamOptimizer defaults, which pbaylies' encoder ran with
+BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+
+
+def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | None) -> Callable[..., Any]:
+    """``loss(w, params, target, target_feat) -> (sum over images, per-image losses (N,))``.
+
+    w float32 (N, L, w_dim); target float32 (N, size, size, 3) in 0..255; target_feat its
+    VGG16 features (or anything, when ``vgg`` is None). Per-image losses are summed for
+    the gradient, so images in one batch never influence each other.
+    """
+    from keras import ops
+
+    from babygan.encoder.images import caffe_preprocess
+    from babygan.encoder.perceptual import logcosh_per_image, msssim_loss_per_image
+    from babygan.stylegan import network
+
+    vgg_w, pixel_w, mssim_w, l1_w = (
+        float(x)
+        for x in (settings.vgg_weight, settings.pixel_weight, settings.mssim_weight, settings.l1_weight)
+    )
+    avg = np.asarray(G.dlatent_avg, np.float32)  # (w_dim,)
+    factor = G.resolution // size
+    config, dtype = G.config, G.compute_dtype
+
+    def render(w: Any, params: Any) -> Any:
+        # (N, L, w_dim) -> float32 (N, size, size, 3) in 0..255 (not clipped: clipping stops gradients)
+        img = (network.synthesis(params, w, config, compute_dtype=dtype) + 1.0) * 127.5
+        if factor > 1:
+            # an exact area average: the generator's resolution is a power-of-two multiple of size
+            img = ops.average_pool(img, factor, factor, padding="valid")
+        return img
+
+    def loss(w: Any, params: Any, target: Any, target_feat: Any) -> tuple[Any, Any]:
+        img = render(w, params)
+        per_image = pixel_w * logcosh_per_image(target, img)
+        per_image = per_image + mssim_w * msssim_loss_per_image(target, img)
+        if vgg is not None:
+            feat = vgg(caffe_preprocess(img), training=False)
+            per_image = per_image + vgg_w * logcosh_per_image(target_feat, feat)
+        per_image = per_image + l1_w * 512.0 * ops.mean(ops.abs(w - avg), axis=(1, 2))
+        return ops.sum(per_image), per_image
+
+    return loss
+
+
+def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
+    """The compiled step ``(w, m, v, t, lr, params, target, target_feat, draws) -> (w, m, v, loss)``.
+
+    w, m, v, draws: float32 (N, L, w_dim); t: the step number from 1; lr: this step's
+    learning rate. Stochastic clipping: values that leave [-clip, clip] are replaced by
+    ``draws`` (fresh N(0, 1) values drawn by the caller per image, so a result never
+    depends on its batch partners).
+    """
+    from keras import ops
+
+    from babygan import backend
+
+    grad_fn = backend.value_and_grad(loss)
+
+    def step(w, m, v, t, lr, params, target, target_feat, draws):
+        (_, per_image), g = grad_fn(w, params, target, target_feat)
+        m = BETA1 * m + (1.0 - BETA1) * g
+        v = BETA2 * v + (1.0 - BETA2) * ops.square(g)
+        lr_t = lr * ops.sqrt(1.0 - BETA2**t) / (1.0 - BETA1**t)
+        w_new = w - lr_t * m / (ops.sqrt(v) + ADAM_EPS)
+        w_new = ops.where(ops.abs(w_new) > clip, draws, w_new)
+        return w_new, m, v, per_image
+
+    return backend.jit(step)
