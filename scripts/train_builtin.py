@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Train babygan's built-in face model (StyleGAN v1) in chunks that resume: made for a GPU
+machine that runs one command for at most 10 minutes.
+
+    # once, here: pack the aligned UTKFace training faces into one small file (about 25 MB at 64 px)
+    python scripts/train_builtin.py ../shared/datasets/utkface200.tar --pack data/utkface64.npz
+
+    # on the GPU machine, the same command again and again: each run resumes from OUT/checkpoint,
+    # trains for --minutes, and saves; the last one (total kimg reached) also exports
+    KERAS_BACKEND=jax python scripts/train_builtin.py data/utkface64.npz --out runs/b64 \
+        --kimg 3000 --minutes 8.5 --export runs/b64/babygan-utkface64.npz
+
+Progress lines show thousands of images shown (kimg), images/s and the losses; sample grids
+go to OUT/samples.png (latest) and OUT/samples/; OUT/log.jsonl keeps every progress record.
+Runs under JAX by default (KERAS_BACKEND); the settings of a run are fixed by its first chunk
+(later chunks may only change --kimg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", help="training faces: a packed .npz, .npy, image folder or a UTKFace .tar")
+    p.add_argument(
+        "--out", default="runs/builtin", help="run folder: checkpoint/, samples, log (default %(default)s)"
+    )
+    p.add_argument("--resolution", type=int, default=64, help="64 or 128 (default %(default)s)")
+    p.add_argument(
+        "--kimg", type=float, default=3000, help="train until this many thousand images (default %(default)s)"
+    )
+    p.add_argument(
+        "--minutes", type=float, default=None, help="stop this chunk after so many minutes (saving first)"
+    )
+    p.add_argument(
+        "--resume",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="auto: resume from OUT/checkpoint when there is one (default); yes: it must be there; "
+        "no: it must not",
+    )
+    p.add_argument(
+        "--export", default=None, help="once --kimg is reached, write the EMA generator here (+ .md card)"
+    )
+    p.add_argument(
+        "--pack", default=None, help="only write the training faces to this compact .npz, then stop"
+    )
+    p.add_argument(
+        "--crop",
+        choices=("aligned", "utkface"),
+        default="aligned",
+        help="for a UTKFace .tar: FFHQ-recipe crop (as parents are aligned; default) or UTKFace's own",
+    )
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--fmap-base", type=int, default=None)
+    p.add_argument("--fmap-max", type=int, default=None)
+    p.add_argument("--latent", type=int, default=None, help="z and w size")
+    p.add_argument("--mapping-layers", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="G and D learning rate")
+    p.add_argument("--gamma", type=float, default=None, help="R1 gamma (default 0.0002 * res^2 / batch)")
+    p.add_argument("--fp32", action="store_true", help="no bfloat16 (default: bf16 convolutions)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-kimg", type=float, default=100.0, help="a sample grid every so many kimg")
+    p.add_argument("--report-seconds", type=float, default=20.0, help="a progress line every so many seconds")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after so many steps (for measuring)")
+    return p.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    given = {
+        "resolution": args.resolution,
+        "batch": args.batch,
+        "fmap_base": args.fmap_base,
+        "fmap_max": args.fmap_max,
+        "latent_size": args.latent,
+        "dlatent_size": args.latent,
+        "mapping_layers": args.mapping_layers,
+        "g_lr": args.lr,
+        "d_lr": args.lr,
+        "r1_gamma": args.gamma,
+        "total_kimg": args.kimg,
+        "seed": args.seed,
+    }
+    if args.fp32:
+        given["mixed_precision"] = False
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from babygan.errors import BabyganError
+    from babygan.train import TrainConfig, load_images, pack
+
+    try:
+        t0 = time.monotonic()
+        images = load_images(args.data, args.resolution, crop=args.crop)
+        print(f"{args.data}: {len(images)} faces at {args.resolution} px ({time.monotonic() - t0:.1f} s)")
+        if args.pack:
+            path = pack(args.pack, images)
+            print(f"packed into {path} ({path.stat().st_size / 1e6:.1f} MB)")
+            return 0
+
+        out = Path(args.out)
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(out / "jax-cache"))
+        from babygan import backend
+
+        print(backend.start())
+        from babygan.train import Trainer
+        from babygan.train.checkpoint import has_checkpoint
+
+        ckpt = out / "checkpoint"
+        if has_checkpoint(ckpt) and args.resume != "no":
+            trainer = Trainer.resume(ckpt, total_kimg=args.kimg)
+            print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.1f} (step {trainer.step})")
+        elif args.resume == "yes":
+            raise BabyganError(f"{ckpt}: no checkpoint to resume")
+        elif has_checkpoint(ckpt):
+            raise BabyganError(f"{ckpt}: a checkpoint is already there (--resume no refuses to overwrite it)")
+        else:
+            trainer = Trainer(TrainConfig(**_settings(args)))  # type: ignore[arg-type]
+        c = trainer.config
+        if c.resolution != args.resolution:
+            raise BabyganError(f"{ckpt}: the run is {c.resolution} px, not {args.resolution}")
+        g = trainer.gconfig
+        print(
+            f"config: {c.resolution} px, batch {c.batch}, fmap {c.fmap_base}/{c.fmap_max}, "
+            f"z/w {c.latent_size}, mapping {c.mapping_layers}, G {g.num_params() / 1e6:.2f} M params, "
+            f"gamma {c.gamma:g}, {'bf16' if c.mixed_precision else 'fp32'}, "
+            f"augment {c.augment or 'none'}, total {c.total_kimg:g} kimg"
+        )
+        trainer.train(
+            images,
+            out,
+            minutes=args.minutes,
+            max_steps=args.max_steps,
+            report_seconds=args.report_seconds,
+            sample_kimg=args.sample_kimg,
+            print_fn=lambda line: print(line, flush=True),
+        )
+        print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
+        if args.export and trainer.nimg >= c.total_kimg * 1000:
+            path = trainer.export(args.export, dataset=f"{Path(args.data).name}: {len(images)} faces")
+            print(f"exported the EMA generator to {path} ({path.stat().st_size / 1e6:.1f} MB) and its card")
+    except BabyganError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
