@@ -343,7 +343,7 @@ def _chrome(profile: Path, log: Path) -> Any:
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--user-data-dir={profile}", "--window-size=1200,760",
+        f"--user-data-dir={profile}", "--window-size=1200,900",
     ):  # fmt: skip
         options.add_argument(arg)
     # Both paths given: Selenium Manager (which could download a driver) is never asked.
@@ -359,8 +359,12 @@ def _save_screenshot(driver: Any, tmp_path: Path) -> None:
     driver.save_screenshot(str(shot))
     target = os.environ.get("BABYGAN_SERVE_SCREENSHOT")
     if target:
-        image = Image.open(shot).convert("RGB").quantize(colors=128, dither=Image.Dither.NONE)
-        image.save(REPO / target if not Path(target).is_absolute() else target, optimize=True)
+        path = REPO / target  # an absolute target stays as it is
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.open(shot).convert("RGB")
+        image.save(path, optimize=True)
+        if path.stat().st_size > 300_000:  # README images stay small: 256 colours are plenty for a page
+            image.quantize(colors=256).save(path, optimize=True)
 
 
 @pytest.mark.slow

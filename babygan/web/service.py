@@ -186,7 +186,7 @@ class WebService:
             if n != "age"
         ]
         return {
-            "model": self.session.model,
+            "model": Path(self.session.model).name,  # a registry name, or the file's name
             "resolution": int(G.resolution),
             "directions": sliders,
             "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": 10.0},

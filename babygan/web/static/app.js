@@ -143,7 +143,7 @@ function slider(name, min, max, step, value) {
   const out = document.createElement("output");
   out.id = `shift-${name}-value`;
   out.textContent = value;
-  label.append(input, out);
+  label.append(out, input);
   input.addEventListener("input", () => { out.textContent = input.value; scheduleRender(); });
   return label;
 }
