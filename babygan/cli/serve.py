@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+from typing import Any
 
 import click
 
@@ -27,6 +30,26 @@ def _need_web_extra(ctx: click.Context, param: click.Parameter, value: object) -
         raise click.ClickException(str(exc)) from exc
 
 
+def _backend_first(command: click.Command) -> click.Command:
+    """Start Keras quietly (babygan.backend) once the arguments parse and before the session's
+    options are built (resolving --precision imports TensorFlow), as the CLI does for its other
+    network commands; skipped when something started it already."""
+    body = command.callback
+    assert body is not None
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if "keras" not in sys.modules:
+            from babygan import backend
+
+            backend.start()
+        return body(*args, **kwargs)
+
+    command.callback = run
+    return command
+
+
+@_backend_first
 @click.command()
 # Eager and hidden: runs while the command line is parsed, before the session's options are
 # built (which may start TensorFlow), so a missing extra costs nothing and prints one line.
@@ -61,7 +84,6 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
     import tempfile
     from pathlib import Path
 
-    from babygan.tfquiet import import_tensorflow_quietly
     from babygan.web import server
     from babygan.web.service import WebService
 
@@ -78,7 +100,6 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
         names = list(REGISTRY_DIRECTIONS)
     sock = server.bind(host, port)  # a busy port fails before the models load
     try:
-        import_tensorflow_quietly()
         opened = session.open()
         workdir = Path(tempfile.mkdtemp(prefix="babygan-serve-"))
         try:

@@ -265,8 +265,8 @@ class WebService:
         "style": "default", "age": 10, "shifts": {"gender": 0.5, ...}, "children": 1, "seed": 0}``.
         """
         from babygan import pipeline
+        from babygan.outputs import write_prediction
 
-        write_prediction = _outputs().write_prediction
         father, mother, options = self._parse(params)
         with self._models("Aligning and encoding the photos (only new photos take long)"):
             start = time.monotonic()
@@ -292,8 +292,8 @@ class WebService:
     def sweep(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """An age-sweep GIF (and its contact sheet) of the child for ``params``."""
         from babygan import latent, pipeline
+        from babygan.outputs import write_sweep
 
-        write_sweep = _outputs().write_sweep
         father, mother, options = self._parse(params)
         size = min(int(self.session.generator.resolution), SWEEP_MAX_SIZE)
         options = options.with_overrides(children=1, size=size)
@@ -390,16 +390,6 @@ class WebService:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _outputs() -> Any:
-    """The module with write_prediction / write_sweep: babygan.outputs, or babygan.pipeline before
-    the files were split out of it."""
-    try:
-        from babygan import outputs
-    except ImportError:
-        from babygan import pipeline as outputs
-    return outputs
 
 
 def _number(value: Any, what: str, kind: type) -> Any:
