@@ -2,13 +2,17 @@
 
 Prints one JSON object. Each part runs in its own process so peak RSS is its own:
 
-  speed   the full 1024 FFHQ architecture with random weights (no download): seconds per
-          image for mapping + synthesis after warm-up, at batch 1 and batch 4, peak RSS
-  load    load times: the reference pickle (first load = unpickle + convert + cache write,
-          then from the converted cache in a fresh process), a saved full-size npz, and a
-          full-size official-format pickle written with tests/official_pickle.py
+  speed     the full 1024 FFHQ architecture with random weights (no download): seconds per
+            image for mapping + synthesis after warm-up, at batch 1 and batch 4, peak RSS,
+            once per precision (fp32 and bf16 side by side)
+  fidelity  at 1024 px, the largest difference of fp32 and bf16 renders from a float64
+            evaluation of the same network (x the image's std), and bf16's PSNR against fp32
+  load      load times: the reference pickle (first load = unpickle + convert + cache write,
+            then from the converted cache in a fresh process), a saved full-size npz, and a
+            full-size official-format pickle written with tests/official_pickle.py
 
-    python scripts/bench_generator.py [--parts speed,load] [--repeats 3] [--jit]
+    python scripts/bench_generator.py [--parts speed,fidelity,load] [--repeats 3] [--precision fp32,bf16]
+    KERAS_BACKEND=jax python scripts/bench_generator.py --parts speed
 """
 
 from __future__ import annotations
@@ -40,19 +44,25 @@ def _cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _full_size(jit: bool):
+def _full_size(precision: str = "fp32"):
     from babygan.stylegan import Generator, random_generator
 
     G = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=0)
-    return Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=4, jit_compile=jit)
+    return Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=4, precision=precision)
 
 
-def part_speed(repeats: int, jit: bool) -> dict:
+def part_speed(repeats: int, precision: str) -> dict:
     import numpy as np
 
+    from babygan import backend
+
     t0 = time.perf_counter()
-    G = _full_size(jit)
-    result: dict = {"build_s": round(time.perf_counter() - t0, 2), "jit_compile": jit}
+    G = _full_size(precision)
+    result: dict = {
+        "build_s": round(time.perf_counter() - t0, 2),
+        "precision": precision,
+        "backend": backend.name(),
+    }
     for batch in (1, 4):
         z = np.random.RandomState(batch).randn(batch, G.z_dim)
         t0 = time.perf_counter()
@@ -74,6 +84,34 @@ def part_speed(repeats: int, jit: bool) -> dict:
             "peak_rss_mb_so_far": round(_peak_rss_mb()),
         }
     return result
+
+
+def part_fidelity(batch: int) -> dict:
+    """fp32 and bf16 renders against float64, at 1024 px, for ``batch`` images."""
+    import numpy as np
+    from keras import ops
+
+    from babygan.stylegan import network
+
+    G = _full_size()
+    w = G.mapping(np.random.RandomState(11).randn(batch, G.z_dim), 0.7, 8)
+    params64 = {n: ops.convert_to_tensor(a.astype(np.float64)) for n, a in G.params.items()}
+    t0 = time.perf_counter()
+    w64 = w.astype(np.float64)
+    ref = ops.convert_to_numpy(network.synthesis(params64, w64, G.config, compute_dtype="float64"))
+    float64_s = time.perf_counter() - t0
+    fp32 = G.synthesis(w)
+    bf16 = G.with_precision("bf16").synthesis(w)
+    std = float(ref.std())
+    mse = float(np.mean((bf16.astype(np.float64) - fp32) ** 2))
+    return {
+        "batch": batch,
+        "float64_eval_s": round(float64_s, 1),
+        "fp32_maxdiff_over_std": float(f"{np.abs(fp32 - ref).max() / std:.3g}"),
+        "bf16_maxdiff_over_std": float(f"{np.abs(bf16 - ref).max() / std:.3g}"),
+        # PSNR with the image's own spread (random weights leave [-1, 1]) as the peak-to-peak range
+        "bf16_psnr_vs_fp32_db": round(10 * np.log10((4 * std) ** 2 / mse), 1),
+    }
 
 
 def _timed(fn) -> tuple[object, float]:
@@ -113,7 +151,7 @@ def part_prepare_full(workdir: str) -> dict:
 
     from babygan.stylegan import Generator
 
-    G = _full_size(False)
+    G = _full_size()
     npz, npz_s = _timed(lambda: G.save(Path(workdir) / "full.npz"))
 
     def copy() -> Generator:
@@ -142,16 +180,18 @@ def _child(args: list[str], env: dict[str, str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="speed,load")
+    ap.add_argument("--parts", default="speed,fidelity,load")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--jit", action="store_true", help="compile with XLA (jit_compile=True)")
+    ap.add_argument("--precision", default="fp32,bf16", help="precisions to time, comma-separated")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child:
         kind, *rest = args.child
         if kind == "speed":
-            res = part_speed(int(rest[0]), rest[1] == "1")
+            res = part_speed(int(rest[0]), rest[1])
+        elif kind == "fidelity":
+            res = part_fidelity(int(rest[0]))
         elif kind == "load":
             res = part_load(rest[0], rest[1])
         else:
@@ -166,11 +206,15 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         },
     }
     parts = args.parts.split(",")
     if "speed" in parts:
-        report["speed_1024"] = _child(["speed", str(args.repeats), "1" if args.jit else "0"], env)
+        for precision in args.precision.split(","):
+            report[f"speed_1024_{precision}"] = _child(["speed", str(args.repeats), precision], env)
+    if "fidelity" in parts:
+        report["fidelity_1024"] = [_child(["fidelity", str(b)], env) for b in (1, 4)]
     if "load" in parts:
         with tempfile.TemporaryDirectory() as home:
             env_l = {**env, "BABYGAN_HOME": home}

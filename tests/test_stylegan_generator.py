@@ -161,8 +161,13 @@ def test_npz_round_trip_is_exact(G: Generator, tmp_path: Path) -> None:
     z = np.random.RandomState(8).randn(2, G.z_dim)
     np.testing.assert_array_equal(G2.run(z, 0.7), G.run(z, 0.7))
     # float16 storage (the built-in model ships so): half the file, float32 when read
-    half = G.save(path.with_name("half.npz"), storage="float16")
+    G.info["crop"] = {"recipe": "ffhq", "scale": 0.7}
+    try:
+        half = G.save(path.with_name("half.npz"), storage="float16")
+    finally:
+        G.info.clear()
     G3 = load_generator(half)
+    assert G3.info == {"crop": {"recipe": "ffhq", "scale": 0.7}}  # the model file's own record
     assert half.stat().st_size < 0.6 * path.stat().st_size
     assert all(a.dtype == np.float32 for a in G3.params.values())
     const16 = G.params["synthesis.const"].astype(np.float16)

@@ -78,7 +78,9 @@ class Generator:
     Attributes: ``config`` (GeneratorConfig), ``params`` (name -> float32 array, our NHWC
     layout, unscaled as stored officially), ``resolution``, ``num_layers``, ``z_dim``,
     ``w_dim``, ``dlatent_avg`` (w_dim,) float32, ``source_sha256``, ``precision``
-    ("fp32" or "bf16": the compute precision of synthesis; arrays in and out are float32).
+    ("fp32" or "bf16": the compute precision of synthesis; arrays in and out are float32),
+    ``info`` (what the model file says of itself, JSON-safe: e.g. ``{"crop": {"recipe": "ffhq",
+    "scale": 0.7}, "name": ..., "licence": ...}``; empty for official pickles).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Generator:
         source_sha256: str,
         minibatch: int | None = None,
         precision: str = "fp32",
+        info: dict[str, Any] | None = None,
     ) -> None:
         expected = config.param_shapes()
         missing = [n for n in expected if n not in params]
@@ -105,6 +108,7 @@ class Generator:
         self.source_sha256 = source_sha256
         self.minibatch = minibatch or _default_minibatch(config)
         self.precision = check_precision(precision)
+        self.info: dict[str, Any] = dict(info or {})
         self._runtime: _Runtime | None = None
 
     def with_precision(self, precision: str) -> Generator:
@@ -117,6 +121,7 @@ class Generator:
             source_sha256=self.source_sha256,
             minibatch=self.minibatch,
             precision=precision,
+            info=self.info,
         )
 
     # ------------------------------------------------------------------ sizes
@@ -259,6 +264,7 @@ class Generator:
             "version": NPZ_VERSION,
             "config": self.config.to_dict(),
             "source_sha256": self.source_sha256,
+            "info": self.info,
         }
         arrays = {n: a.astype(storage) for n, a in self.params.items()}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)

@@ -51,8 +51,8 @@ def _load_uncached(path: Path, kind: str, sha: str) -> Generator:
     from babygan.stylegan import legacy
 
     if kind == "npz":
-        config, params, _meta = read_npz(path)
-        return Generator(config, params, source_sha256=sha)
+        config, params, meta = read_npz(path)
+        return Generator(config, params, source_sha256=sha, info=meta.get("info"))
 
     converted = models.cache_dir("converted") / f"{sha}.npz"
     if converted.is_file():

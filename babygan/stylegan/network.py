@@ -9,8 +9,9 @@ runs (TensorFlow, JAX or PyTorch; ``KERAS_BACKEND``). Layout NHWC.
 code multiplies its stored variables: the bits are the same, and gradients with respect
 to ``params`` are those of the official training parametrisation.
 
-``compute_dtype="bfloat16"`` runs the convolutions and dense layers in bfloat16 while the
-normalisations, styles, noise and output stay float32.
+``compute_dtype="bfloat16"`` runs the convolutions in bfloat16 while the normalisations,
+styles, noise and output stay float32. ``"float64"`` (with float64 ``params``) is a slow
+reference evaluation for measuring float32 rounding (scripts/bench_generator.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ Tensor = Any  # a backend tensor (tf.Tensor, jax.Array, torch.Tensor) or a numpy
 _SQRT2 = math.sqrt(2.0)
 _LRELU_ALPHA = 0.2
 _EPS = 1e-8  # pixel norm and instance norm epsilon, as in the official code
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 
 def weight_scale(shape: Sequence[int], gain: float, lrmul: float = 1.0) -> float:
@@ -83,19 +84,20 @@ def _epilogue(
     x: Tensor,
     w: Tensor,
     noises: Sequence[Tensor] | None,
+    acc: str = "float32",
 ) -> Tensor:
-    """Noise, bias, leaky ReLU, instance norm, AdaIN style (the official layer_epilogue), in float32.
+    """Noise, bias, leaky ReLU, instance norm, AdaIN style (the official layer_epilogue), in ``acc``.
 
     Noise and bias are summed on their small broadcast shape first and the style scale is
     folded into the normalisation factor: the official arithmetic up to rounding order.
     """
     p = f"synthesis.layer{layer}"
     ch = config.layer_channels(layer)
-    x = ops.cast(x, "float32")
+    x = ops.cast(x, acc)
     shift = ops.reshape(params[f"{p}.bias"], (1, 1, 1, ch))
     if config.use_noise:
         noise = params[f"{p}.noise"] if noises is None else noises[layer]
-        shift = ops.cast(noise, "float32") * ops.reshape(params[f"{p}.noise_strength"], (1, 1, 1, ch)) + shift
+        shift = ops.cast(noise, acc) * ops.reshape(params[f"{p}.noise_strength"], (1, 1, 1, ch)) + shift
     x = x + shift
     x = ops.where(x >= 0, x, x * _LRELU_ALPHA)
     style_w = params[f"{p}.style.weight"]
@@ -153,20 +155,21 @@ def synthesis(
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, not {compute_dtype!r}")
     dt = compute_dtype
-    w = ops.cast(w, "float32")
+    acc = "float64" if dt == "float64" else "float32"  # normalisations, styles, noise, output
+    w = ops.cast(w, acc)
     n = ops.shape(w)[0]
     const = params["synthesis.const"]
     x = ops.broadcast_to(const, (n, *tuple(const.shape)[1:]))
-    x = _epilogue(params, config, 0, x, w, noises)
+    x = _epilogue(params, config, 0, x, w, noises, acc)
     x = ops.conv(ops.cast(x, dt), _conv_kernel(params, 1, False, dt), padding="same")
-    x = _epilogue(params, config, 1, x, w, noises)
+    x = _epilogue(params, config, 1, x, w, noises, acc)
     for layer in range(2, config.num_layers, 2):
         x = _upsample_conv(params, config, layer, ops.cast(x, dt), dt)
         if config.blur_filter is not None:
             x = ops.depthwise_conv(x, _blur_kernel(config, config.layer_channels(layer), dt), padding="same")
-        x = _epilogue(params, config, layer, x, w, noises)
+        x = _epilogue(params, config, layer, x, w, noises, acc)
         x = ops.conv(ops.cast(x, dt), _conv_kernel(params, layer + 1, False, dt), padding="same")
-        x = _epilogue(params, config, layer + 1, x, w, noises)
+        x = _epilogue(params, config, layer + 1, x, w, noises, acc)
     rgb_w = params["synthesis.torgb.weight"]
     rgb = ops.conv(x, rgb_w * weight_scale(tuple(rgb_w.shape), 1.0), padding="same")
     return rgb + params["synthesis.torgb.bias"]
