@@ -28,6 +28,9 @@ def _isolated_babygan_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     monkeypatch.delenv("BABYGAN_MIRROR", raising=False)
     monkeypatch.delenv("BABYGAN_MODELS_DIR", raising=False)
     monkeypatch.delenv("BABYGAN_MANIFEST", raising=False)
+    # the CLI's default precision is "auto" (bf16 on CPUs with AVX512-BF16): tests compare exact
+    # fp32 results unless they ask for bf16 themselves (tests/test_precision.py)
+    monkeypatch.setenv("BABYGAN_PRECISION", "fp32")
     from babygan import models
 
     models.use_models_dir(None)
