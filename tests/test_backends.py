@@ -60,7 +60,18 @@ def test_cli_generate_runs_under_jax_and_names_the_backend(tmp_path):
 
     model = random_generator(32, fmap_max=16, seed=1).save(tmp_path / "tiny.npz")
     run = subprocess.run(
-        [sys.executable, "-m", "babygan", "generate", "-m", str(model), "--seeds", "0-1", "-o", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "babygan",
+            "generate",
+            "-m",
+            str(model),
+            "--seeds",
+            "0-1",
+            "-o",
+            str(tmp_path),
+        ],
         env={**_jax_env(), "BABYGAN_HOME": str(tmp_path / "home")},
         capture_output=True,
         text=True,
