@@ -127,6 +127,38 @@ def _unit(v: np.ndarray, what: str) -> np.ndarray:
     return v / norm
 
 
+# --------------------------------------------------------------------------- crops
+
+
+def center_crop(images: np.ndarray, ratio: float) -> np.ndarray:
+    """The central ``ratio`` of each ``(N, R, R, C)`` image (side ``round(R * ratio)``)."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    r = images.shape[1]
+    side = max(round(r * ratio), 1)
+    lo = (r - side) // 2
+    return images[:, lo : lo + side, lo : lo + side]
+
+
+def adapt_scorer(scorer: Scorer, generator_scale: float, attribute_scale: float) -> Scorer:
+    """A scorer for a generator whose faces are cropped at ``generator_scale`` (FFHQ recipe),
+    when ``scorer`` reads faces cropped at ``attribute_scale``: the FFHQ recipe scales its
+    square about a fixed centre, so a tighter crop is exactly the central part of a wider one.
+    A generator cropped tighter than the scorer expects is scored as it is (with a warning)."""
+    ratio = attribute_scale / generator_scale
+    if abs(ratio - 1) < 1e-6:
+        return scorer
+    if ratio > 1:
+        log.warning(
+            "the generator's faces (crop scale %g) are tighter than the attribute model's (%g); "
+            "scoring them uncropped",
+            generator_scale,
+            attribute_scale,
+        )
+        return scorer
+    return lambda images: scorer(np.ascontiguousarray(center_crop(images, ratio)))
+
+
 # --------------------------------------------------------------------------- sampling
 
 

@@ -108,6 +108,19 @@ def test_flat_scores_are_a_clear_error(tiny):
         df.sample_scores(tiny, lambda im: (np.zeros(len(im)), np.zeros(len(im))), 1)
 
 
+def test_a_wider_generator_crop_is_cut_to_the_scorers():
+    seen = []
+    scorer = df.adapt_scorer(
+        lambda im: seen.append(im.shape) or (np.zeros(len(im)), np.zeros(len(im))), 1.0, 0.7
+    )
+    scorer(np.zeros((2, 100, 100, 3), np.uint8))
+    assert seen == [(2, 70, 70, 3)]
+    images = np.arange(10 * 10).reshape(1, 10, 10, 1)
+    assert df.center_crop(images, 0.6)[0, 0, 0, 0] == 22  # rows/cols 2..7
+    same = df.adapt_scorer(lambda im: im, 0.7, 0.7)
+    assert same(images) is images
+
+
 def test_save_directions_refuses_a_file_as_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     fitted = df.FittedDirections({"age": np.zeros((2, 512), np.float32)})

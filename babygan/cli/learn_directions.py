@@ -67,17 +67,21 @@ def learn_directions(
     from tqdm import tqdm
 
     from babygan.attributes import AttributeModel, start_keras
-    from babygan.directions_fit import fit_directions, save_directions
+    from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
     from babygan.models import cached_sha256
     from babygan.stylegan import load_generator
+    from babygan.utkface import crop_scale_of
 
     start_keras()
     scorer = AttributeModel.load(attributes)
     G = load_generator(model, offline=offline)
+    info = getattr(G, "info", None) or {}
+    gen_scale = crop_scale_of(info.get("crop"))  # none recorded: FFHQ's own crop
+    attr_scale = crop_scale_of(scorer.crop) if scorer.crop is not None else gen_scale
     with tqdm(total=samples, desc="scoring", unit="face", disable=quiet, leave=False) as bar:
         fitted = fit_directions(
             G,
-            scorer.predict,
+            adapt_scorer(scorer.predict, gen_scale, attr_scale),
             samples,
             truncation_psi=truncation_psi,
             seed=seed,
@@ -89,6 +93,7 @@ def learn_directions(
     extra = {
         "generator": {"model": model, "sha256": getattr(G, "source_sha256", None)},
         "attribute_model": {"path": str(attr_path), "sha256": cached_sha256(attr_path)},
+        "crops": {"generator_scale": gen_scale, "attribute_scale": attr_scale},
     }
     written = save_directions(fitted, output_dir, extra)
     rep = fitted.report
