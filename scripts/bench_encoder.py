@@ -55,8 +55,15 @@ def _setup(batch: int, perceptual: str):
     return G, targets, vgg
 
 
+def encode(G, images, settings: object, progress: bool = False):
+    """One fresh Encoder's optimisation (a new compiled step each time, as a fresh process has)."""
+    from babygan.encoder import Encoder
+
+    return Encoder(G, settings).encode(images, progress=progress)
+
+
 def child_speed(batch: int, short: int, long: int, perceptual: str) -> dict:
-    from babygan.encoder import EncoderSettings, encode
+    from babygan.encoder import EncoderSettings
 
     G, targets, vgg = _setup(batch, perceptual)
     kw = {"perceptual": perceptual, "batch_size": batch, "init": "dlatent_avg"}
@@ -84,7 +91,7 @@ def child_speed(batch: int, short: int, long: int, perceptual: str) -> dict:
 
 
 def child_full(perceptual: str, iterations: int) -> dict:
-    from babygan.encoder import EncoderSettings, encode
+    from babygan.encoder import EncoderSettings
 
     G, targets, vgg = _setup(2, perceptual)
     kw = {"perceptual": perceptual, "iterations": iterations}

@@ -33,20 +33,33 @@ def file_identity(path: Path) -> str:
     return cached_sha256(Path(path).resolve())
 
 
-def dependencies_key(source_sha256: str, estimator: Path | None, vgg16: Path | None) -> str:
-    """What besides the settings decides a result: G's file, the start (estimator file or
-    dlatent_avg) and the VGG16 file. Built from paths and hashes only: nothing is loaded."""
-    parts = [source_sha256, file_identity(estimator) if estimator is not None else "dlatent_avg"]
+def dependencies_key(
+    source_sha256: str, estimator: Path | None, vgg16: Path | None, init_file: Path | None = None
+) -> str:
+    """What besides the settings decides a result: G's file, the start (an init .npy file,
+    the estimator file or dlatent_avg) and the VGG16 file. Built from paths and hashes
+    only: nothing is loaded."""
+    if init_file is not None:
+        start = "init:" + file_identity(init_file)
+    else:
+        start = file_identity(estimator) if estimator is not None else "dlatent_avg"
+    parts = [source_sha256, start]
     if vgg16 is not None:
         parts.append(file_identity(vgg16))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def cache_path(image: np.ndarray, settings: EncoderSettings, deps: str) -> Path:
-    """Where the cached dlatents of one aligned image live (``deps`` from :func:`dependencies_key`)."""
+def cache_path(
+    image: np.ndarray, settings: EncoderSettings, deps: str, mask_digest: str | None = None
+) -> Path:
+    """Where the cached dlatents of one aligned image live (``deps`` from :func:`dependencies_key`;
+    ``mask_digest``: its face mask's hash when the loss is masked)."""
     from babygan.models import cache_dir
 
-    key = hashlib.sha256(f"{image_sha256(image)}|{settings.cache_key()}|{deps}".encode()).hexdigest()
+    text = f"{image_sha256(image)}|{settings.cache_key()}|{deps}"
+    if mask_digest is not None:
+        text += f"|mask:{mask_digest}"
+    key = hashlib.sha256(text.encode()).hexdigest()
     return cache_dir("latents") / f"{key}.npy"
 
 

@@ -2,6 +2,9 @@
 
 It settles once what a run needs (the starting point, VGG16, the compiled step, the cache
 key) and reuses it for every batch and every later call: keep one Encoder per process.
+Two optimisers: Adam (pbaylies' default recipe, with his early stopping and running
+average of the best dlatents) and scipy's L-BFGS-B (his fast recipe); both see the same
+loss, optionally masked to the face (babygan/encoder/mask.py).
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from typing import Any
 import numpy as np
 
 from babygan.encoder import cache
-from babygan.encoder.images import check_images, image_seed, resize_uint8
+from babygan.encoder.images import check_images, image_seed, resize_uint8, sharpen
+from babygan.encoder.mask import mask_digest, resize_masks
 from babygan.encoder.settings import EncoderSettings
-from babygan.errors import BabyganError
+from babygan.errors import BabyganError, first_line
 from babygan.stylegan import Generator
 
 log = logging.getLogger("babygan")
+
+#: with precision "bf16", this last fraction of the iterations runs in fp32: bf16 gradients
+#: stall the final fine steps (tiny generator self-inversion: 2.4 dB short of fp32 without)
+POLISH_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -30,9 +38,13 @@ class EncodeResult:
     """What :meth:`Encoder.encode` found for a batch of N aligned images."""
 
     dlatents: np.ndarray  # (N, L, w_dim) float32: the dlatents of the lowest loss seen
-    loss_history: np.ndarray  # (iterations, N) float32: loss of the dlatents going into each step
-    init: str  # where it started: "estimator:<file name>", "dlatent_avg", or "given" (initial_dlatents)
+    #: (T, N) float32, the loss of each iterate. Adam: T = iterations, the dlatents going into
+    #: each step; L-BFGS: T = iterations + 1, the start and the point after each iteration.
+    #: NaN once an image has stopped (early stopping, or L-BFGS converged).
+    loss_history: np.ndarray
+    init: str  # where it started: "estimator:<file name>", "dlatent_avg", "file:<name>", or "given"
     initial_dlatents: np.ndarray  # (N, L, w_dim) float32: where the optimisation started
+    iterations_run: np.ndarray  # (N,) int: the Adam steps / L-BFGS iterations each image ran
     generator: Generator | None = field(default=None, repr=False, compare=False)  # G of ``dlatents``
 
     @cached_property
@@ -45,8 +57,9 @@ class EncodeResult:
 
     @property
     def best_loss(self) -> np.ndarray:
-        """(N,) float32: the loss of the returned dlatents."""
-        return self.loss_history.min(axis=0)
+        """(N,) float32: the lowest loss seen (that of the returned dlatents, unless
+        ``average_best_loss`` blended them with the earlier best)."""
+        return np.nanmin(self.loss_history, axis=0)
 
 
 def loss_resolution(G: Generator, settings: EncoderSettings) -> int:
@@ -62,8 +75,9 @@ class Encoder:
     """Encodes aligned photos into G's dlatents with ``settings``; build once, call many times.
 
     Nothing heavy happens here: the files a result depends on are resolved (so a missing
-    VGG16 file fails now, with its name), and the estimator, VGG16 and the compiled step
-    are loaded on first use, so a fully cached call loads none of them.
+    VGG16 file, or an --init file of the wrong shape, fails now, with its name), and the
+    estimator, VGG16 and the compiled step are loaded on first use, so a fully cached call
+    loads none of them.
     """
 
     def __init__(
@@ -82,6 +96,12 @@ class Encoder:
             self.vgg16_path = resolve_vgg16_weights(self.settings.vgg16_weights, offline=offline)
         #: the estimator file the settings ask for (None: start from dlatent_avg); loaded lazily
         self.estimator_path = estimator_path(self.G, self.settings, offline=offline)
+        #: ``init`` as a .npy file: its path and its (L, w_dim) float32 dlatents, checked now
+        self.init_path: Path | None = None
+        self._init_dlatents: np.ndarray | None = None
+        if self.settings.init_file is not None:
+            self.init_path = Path(self.settings.init_file).expanduser()
+            self._init_dlatents = load_init_file(self.init_path, self.G)
 
     # ------------------------------------------------------------------ what it settles once
 
@@ -106,25 +126,70 @@ class Encoder:
 
         return vgg16_features(self.vgg16_path, self.size, precision=self.settings.precision)
 
+    def _make_loss(self, G: Generator) -> Callable[..., Any]:
+        from babygan.encoder.step import make_loss
+
+        return make_loss(G, self.settings, self.size, self.vgg)
+
     @cached_property
     def _step(self) -> Callable[..., Any]:
-        from babygan.encoder.step import make_adam_step, make_loss
+        from babygan.encoder.step import make_adam_step
 
-        loss = make_loss(self.G, self.settings, self.size, self.vgg)
-        return make_adam_step(loss, float(self.settings.clip))
+        return make_adam_step(self._make_loss(self.G), float(self.settings.clip))
+
+    @cached_property
+    def _polish_step(self) -> Callable[..., Any]:
+        """The fp32 step that finishes a bf16 optimisation (see :data:`POLISH_FRACTION`)."""
+        if self.G.precision == "fp32":
+            return self._step
+        from babygan.encoder.step import make_adam_step
+
+        return make_adam_step(self._make_loss(self.G.with_precision("fp32")), float(self.settings.clip))
+
+    @cached_property
+    def _value_and_grad(self) -> Callable[..., Any]:
+        """L-BFGS' compiled loss and gradient, always in fp32: its line search needs exact
+        values, and bf16's coarse ones make it stop early."""
+        from babygan.encoder.step import make_value_and_grad
+
+        return make_value_and_grad(self._make_loss(self.G.with_precision("fp32")))
 
     def _deps(self) -> str:
-        return cache.dependencies_key(self.G.source_sha256, self.estimator_path, self.vgg16_path)
+        return cache.dependencies_key(
+            self.G.source_sha256, self.estimator_path, self.vgg16_path, self.init_path
+        )
 
-    def cache_path(self, image: np.ndarray) -> Path:
-        """Where the cached dlatents of one uint8 (S, S, 3) aligned image are kept."""
-        return cache.cache_path(image, self.settings, self._deps())
+    def cache_path(self, image: np.ndarray, mask: np.ndarray | None = None) -> Path:
+        """Where the cached dlatents of one uint8 (S, S, 3) aligned image are kept.
+
+        With ``face_mask`` the key holds the hash of the image's float32 (S, S) mask
+        (None: the mask :meth:`masks` finds with dlib)."""
+        digest = None
+        if self.settings.face_mask:
+            if mask is None:
+                mask = self.masks(image[None])[0]
+            digest = mask_digest(mask)
+        return cache.cache_path(image, self.settings, self._deps(), digest)
+
+    def masks(self, images: np.ndarray, masks: Any | None = None) -> np.ndarray:
+        """float32 (N, S, S) face masks in [0, 1] for uint8 (N, S, S, 3) images: ``masks``,
+        checked, or when None the landmark hulls of the faces dlib finds (ones where none)."""
+        from babygan.encoder.mask import check_masks, masks_for
+
+        if masks is None:
+            return masks_for(images, self.settings.mask_scale)
+        return check_masks(masks, images.shape[0], images.shape[1])
 
     # ------------------------------------------------------------------ encoding
 
     def initial_dlatents(self, images: np.ndarray) -> tuple[np.ndarray, str]:
         """(N, L, w_dim) float32 starting dlatents for uint8 (N, S, S, 3) images, and where they came from."""
         G = self.G
+        if self._init_dlatents is not None:
+            assert self.init_path is not None
+            log.info("encoder: starting from %s", self.init_path.name)
+            start = np.broadcast_to(self._init_dlatents, (len(images), G.num_layers, G.w_dim)).copy()
+            return start, f"file:{self.init_path.name}"
         if self.estimator is not None:
             from babygan.encoder.estimator import predict_dlatents
 
@@ -136,17 +201,22 @@ class Encoder:
         return np.broadcast_to(avg, (len(images), G.num_layers, G.w_dim)).copy(), "dlatent_avg"
 
     def encode(
-        self, images: Any, *, progress: bool = True, initial_dlatents: np.ndarray | None = None
+        self,
+        images: Any,
+        *,
+        masks: Any | None = None,
+        progress: bool = True,
+        initial_dlatents: np.ndarray | None = None,
     ) -> EncodeResult:
         """Optimise dlatents so that G renders each aligned image; returns the best-loss dlatents.
 
         ``images``: uint8 (N, S, S, 3) aligned faces (any S >= 16; resized to the loss
-        resolution). Runs ``settings.iterations`` steps per batch of ``settings.batch_size``.
-        ``initial_dlatents`` (N, L, w_dim), when given, replaces the estimator / dlatent_avg
-        start. A tqdm bar (stderr) shows iteration, loss and rate.
+        resolution). ``masks``: float32 (N, S, S) in [0, 1], used with ``face_mask`` (None:
+        found with dlib) and ignored without it. ``initial_dlatents`` (N, L, w_dim), when
+        given, replaces the configured start. Adam runs ``settings.iterations`` steps per
+        batch of ``settings.batch_size`` (fewer with early stopping); L-BFGS optimises each
+        image on its own. A tqdm bar (stderr) shows iteration, loss and rate.
         """
-        from keras import ops
-
         G, settings = self.G, self.settings
         images = check_images(images)
         n = images.shape[0]
@@ -159,53 +229,189 @@ class Encoder:
             init_label = "given"
         else:
             start, init_label = self.initial_dlatents(images)
-        targets = resize_uint8(images, self.size).astype(np.float32)
-        step, params = self._step, G.tensors
+        if settings.tile_dlatents:  # one vector for every layer, starting from the layers' mean
+            start = start.mean(axis=1, keepdims=True)
 
-        iters = settings.iterations
-        history = np.zeros((iters, n), np.float32)
-        best = start.copy()
+        targets = resize_uint8(images, self.size)
+        if settings.sharpen_input:
+            targets = sharpen(targets)
+        seed_images = images  # what each image's clipping draws are seeded from
+        if settings.face_mask:
+            full = self.masks(images, masks)
+            loss_masks = resize_masks(full, self.size)[..., None]
+            # only the face decides the result: pixels outside it change nothing, draws included
+            seed_images = np.where(full[..., None] > 0, images, 0).astype(np.uint8)
+        else:
+            loss_masks = np.ones((n, self.size, self.size, 1), np.float32)
+        # the loss multiplies its render by the same mask: outside the face both are 0
+        targets = targets.astype(np.float32) * loss_masks
+
         bar = None
         if progress:
             from tqdm import tqdm
 
-            total = iters * math.ceil(n / settings.batch_size)
-            bar = tqdm(total=total, desc="encode", unit="it", leave=False)
+            runs = n if settings.optimizer == "lbfgs" else math.ceil(n / settings.batch_size)
+            bar = tqdm(total=settings.iterations * runs, desc="encode", unit="it", leave=False)
         try:
-            for lo in range(0, n, settings.batch_size):
-                hi = min(n, lo + settings.batch_size)
-                target = ops.convert_to_tensor(targets[lo:hi])
-                target_feat = self._features(target)
-                rngs = [np.random.default_rng(image_seed(img, settings.seed)) for img in images[lo:hi]]
-                w = ops.convert_to_tensor(start[lo:hi])
-                m = ops.zeros_like(w)
-                v = ops.zeros_like(w)
-                best_loss = np.full(hi - lo, np.inf, np.float32)
-                for i in range(iters):
-                    t = i + 1
-                    draws = np.stack([r.standard_normal(start.shape[1:], dtype=np.float32) for r in rngs])
-                    w_in = w
-                    w, m, v, loss = step(
-                        w, m, v, np.float32(t), np.float32(settings.learning_rate(t)), params,
-                        target, target_feat, draws,
-                    )  # fmt: skip
-                    loss = ops.convert_to_numpy(loss)
-                    if not np.all(np.isfinite(loss)):
-                        raise BabyganError(f"encoder: the loss became {loss.tolist()} at iteration {t}")
-                    history[i, lo:hi] = loss
-                    better = loss < best_loss
-                    if better.any():
-                        best_loss[better] = loss[better]
-                        best[lo:hi][better] = ops.convert_to_numpy(w_in)[better]
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(batch=f"{lo // settings.batch_size + 1}", loss=f"{loss.mean():.2f}")
+            run = self._run_lbfgs if settings.optimizer == "lbfgs" else self._run_adam
+            best, history, steps = run(seed_images, start, targets, loss_masks, bar)
         finally:
             if bar is not None:
                 bar.close()
+        full = (n, G.num_layers, G.w_dim)
         return EncodeResult(
-            dlatents=best, loss_history=history, init=init_label, initial_dlatents=start, generator=G
+            dlatents=np.ascontiguousarray(np.broadcast_to(best, full), np.float32),
+            loss_history=history,
+            init=init_label,
+            initial_dlatents=np.ascontiguousarray(np.broadcast_to(start, full), np.float32),
+            iterations_run=steps,
+            generator=G,
         )
+
+    def _run_adam(
+        self, images: np.ndarray, start: np.ndarray, targets: np.ndarray, loss_masks: np.ndarray, bar: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Adam with staircase decay and stochastic clipping, batch by batch.
+
+        start (N, L', w_dim) (L' = 1 with tiled dlatents); targets float32 (N, size, size, 3),
+        masked; loss_masks (N, size, size, 1). Returns the best dlatents (N, L', w_dim), the
+        history (iterations, N) and the steps each image ran (N,)."""
+        from keras import ops
+
+        settings = self.settings
+        params = self.G.tensors
+        n, iters, avg = start.shape[0], settings.iterations, float(settings.average_best_loss)
+        # bf16 gradients are too coarse for the last small steps: those run in fp32
+        polish_from = iters - math.ceil(POLISH_FRACTION * iters) if self.G.precision == "bf16" else iters
+        history = np.full((iters, n), np.nan, np.float32)
+        steps = np.zeros(n, np.int64)
+        best = start.copy()
+        for lo in range(0, n, settings.batch_size):
+            hi = min(n, lo + settings.batch_size)
+            target = ops.convert_to_tensor(targets[lo:hi])
+            mask = ops.convert_to_tensor(loss_masks[lo:hi])
+            target_feat = self._features(target)
+            rngs = [np.random.default_rng(image_seed(img, settings.seed)) for img in images[lo:hi]]
+            w = ops.convert_to_tensor(start[lo:hi])
+            m = ops.zeros_like(w)
+            v = ops.zeros_like(w)
+            best_loss = np.full(hi - lo, np.inf, np.float32)
+            active = np.ones(hi - lo, bool)
+            plateau = None
+            if settings.early_stopping:
+                plateau = Plateau(
+                    hi - lo, settings.early_stopping_threshold, settings.early_stopping_patience
+                )
+            for i in range(iters):
+                t = i + 1
+                draws = np.stack([r.standard_normal(start.shape[1:], dtype=np.float32) for r in rngs])
+                w_in = w
+                step = self._step if i < polish_from else self._polish_step
+                w, m, v, loss = step(
+                    w, m, v, np.float32(t), np.float32(settings.learning_rate(t)), params,
+                    target, target_feat, mask, draws,
+                )  # fmt: skip
+                loss = ops.convert_to_numpy(loss)
+                if not np.all(np.isfinite(loss[active])):
+                    raise BabyganError(f"encoder: the loss became {loss.tolist()} at iteration {t}")
+                history[i, lo:hi][active] = loss[active]
+                steps[lo:hi][active] = t
+                better = (loss < best_loss) & active
+                if better.any():
+                    w_in_np = ops.convert_to_numpy(w_in)
+                    new_best = w_in_np.copy()
+                    blend = better & np.isfinite(best_loss) if avg > 0 else np.zeros_like(better)
+                    if blend.any():  # pbaylies' average_best_loss: the optimisation goes on from it
+                        prev = best[lo:hi][blend]
+                        new_best[blend] = avg * prev + (1.0 - avg) * w_in_np[blend]
+                        w_np = np.array(ops.convert_to_numpy(w))
+                        w_np[blend] = avg * prev + (1.0 - avg) * w_np[blend]
+                        w = ops.convert_to_tensor(w_np)
+                    best[lo:hi][better] = new_best[better]
+                    best_loss[better] = loss[better]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        batch=f"{lo // settings.batch_size + 1}", loss=f"{loss[active].mean():.2f}"
+                    )
+                if plateau is not None:
+                    active &= ~plateau.update(loss)
+                    if not active.any():
+                        log.info(
+                            "encoder: early stop after %d of %d steps (images %d-%d)", t, iters, lo + 1, hi
+                        )
+                        if bar is not None:
+                            bar.update(iters - t)
+                        break
+        return best, history, steps
+
+    def _run_lbfgs(
+        self, images: np.ndarray, start: np.ndarray, targets: np.ndarray, loss_masks: np.ndarray, bar: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """scipy's L-BFGS-B on each image's dlatents, every value bounded to [-clip, clip].
+
+        One image at a time (a line search shared by a batch would tie each result to its
+        partners), with the compiled loss and gradient. Arguments and returns as
+        :meth:`_run_adam`; the history has iterations + 1 rows."""
+        from keras import ops
+
+        n, iters = start.shape[0], self.settings.iterations
+        history = np.full((iters + 1, n), np.nan, np.float32)
+        steps = np.zeros(n, np.int64)
+        best = start.copy()
+        for j in range(n):
+            target = ops.convert_to_tensor(targets[j : j + 1])
+            mask = ops.convert_to_tensor(loss_masks[j : j + 1])
+            x, losses, steps[j] = self._lbfgs_one(j, start[j], target, mask, bar)
+            best[j] = x
+            history[: len(losses), j] = losses[: iters + 1]
+        return best, history, steps
+
+    def _lbfgs_one(
+        self, j: int, start: np.ndarray, target: Any, mask: Any, bar: Any
+    ) -> tuple[np.ndarray, list[float], int]:
+        """One image's L-BFGS-B from ``start`` (L', w_dim): (the lowest-loss point evaluated,
+        the losses of the start and of each iteration, the iterations run)."""
+        from keras import ops
+        from scipy.optimize import Bounds, minimize
+
+        vg, params, iters = self._value_and_grad, self.G.tensors, self.settings.iterations
+        clip = float(self.settings.clip)
+        target_feat = self._features(target)
+        shape = (1, *start.shape)
+        lowest: list[tuple[float, np.ndarray]] = []  # [(loss, x)] of the best point evaluated
+        losses: list[float] = []
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            w = ops.convert_to_tensor(x.reshape(shape).astype(np.float32))
+            (total, _), grad = vg(w, params, target, target_feat, mask)
+            f = float(ops.convert_to_numpy(total))
+            if not math.isfinite(f):
+                raise BabyganError(f"encoder: the loss became {f} in L-BFGS (image {j + 1})")
+            if not losses:
+                losses.append(f)  # the start's
+            if not lowest or f < lowest[0][0]:
+                lowest[:] = [(f, x.copy())]
+            return f, np.asarray(ops.convert_to_numpy(grad), np.float64).ravel()
+
+        def callback(intermediate_result: Any) -> None:
+            losses.append(float(intermediate_result.fun))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(image=f"{j + 1}", loss=f"{losses[-1]:.2f}")
+
+        res = minimize(
+            fun,
+            start.ravel().astype(np.float64),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=Bounds(-clip, clip),
+            callback=callback,
+            options={"maxiter": iters, "maxfun": 2 * iters + 10},
+        )
+        if bar is not None and res.nit < iters:
+            bar.update(iters - int(res.nit))
+        return lowest[0][1].reshape(start.shape).astype(np.float32), losses, int(res.nit)
 
     def _features(self, target: Any) -> Any:
         """VGG features of a float32 target batch (zeros (N, 1) when VGG16 is off)."""
@@ -221,6 +427,7 @@ class Encoder:
         self,
         images: Any,
         *,
+        masks: Any | None = None,
         use_cache: bool = True,
         progress: bool = True,
         on_result: Callable[[EncodeResult], None] | None = None,
@@ -228,36 +435,45 @@ class Encoder:
         """Dlatents (N, L, w_dim) float32 for uint8 (N, S, S, 3) aligned images, cached per image.
 
         Images found in the cache are not optimised again; the others go through
-        :meth:`encode` together. ``on_result``, when given, is called with the
+        :meth:`encode` together. ``masks`` as in :meth:`encode` (with ``face_mask`` each
+        image's mask is part of its key). ``on_result``, when given, is called with the
         :class:`EncodeResult` of the images that were encoded (not when all were cached).
         """
         G = self.G
         images = check_images(images)
         n = images.shape[0]
+        found = self.masks(images, masks) if self.settings.face_mask else None
         shape = (G.num_layers, G.w_dim)
         out = np.zeros((n, *shape), np.float32)
         todo = list(range(n))
         if use_cache:
-            todo = self._fill_from_cache(out, images, todo)
+            todo = self._fill_from_cache(out, images, found, todo)
             if todo and self.estimator_path is not None and self.estimator is None:
                 # "auto" mode and the estimator did not load: encode() starts from
                 # dlatent_avg, so results are looked up and filed under that key
-                todo = self._fill_from_cache(out, images, todo)
+                todo = self._fill_from_cache(out, images, found, todo)
         if todo:
-            result = self.encode(images[todo], progress=progress)
+            result = self.encode(
+                images[todo], masks=None if found is None else found[todo], progress=progress
+            )
             out[todo] = result.dlatents
             if use_cache:
                 for j, i in enumerate(todo):
-                    cache.write_cached(self.cache_path(images[i]), result.dlatents[j])
+                    cache.write_cached(self._entry(images, found, i), result.dlatents[j])
             if on_result is not None:
                 on_result(result)
         return out
 
-    def _fill_from_cache(self, out: np.ndarray, images: np.ndarray, indices: list[int]) -> list[int]:
+    def _entry(self, images: np.ndarray, masks: np.ndarray | None, i: int) -> Path:
+        return self.cache_path(images[i], None if masks is None else masks[i])
+
+    def _fill_from_cache(
+        self, out: np.ndarray, images: np.ndarray, masks: np.ndarray | None, indices: list[int]
+    ) -> list[int]:
         """Copy the cached entries of ``indices`` into ``out``; return the indices not found."""
         missing = []
         for i in indices:
-            path = self.cache_path(images[i])
+            path = self._entry(images, masks, i)
             cached = cache.read_cached(path, out.shape[1:])
             if cached is None:
                 missing.append(i)
@@ -265,3 +481,50 @@ class Encoder:
                 out[i] = cached
                 log.info("encoder: image %d found in the latent cache (%s)", i, path.name)
         return missing
+
+
+class Plateau:
+    """pbaylies' early stopping, per image: each step ``avg = avg / 2 + (previous - this loss)``
+    (the first difference starts it); an image stops once ``avg < threshold`` has held for
+    more than ``patience`` consecutive steps."""
+
+    def __init__(self, n: int, threshold: float, patience: int) -> None:
+        self.threshold, self.patience = float(threshold), int(patience)
+        self.prev: np.ndarray | None = None
+        self.avg = np.full(n, np.nan)
+        self.count = np.zeros(n, np.int64)
+
+    def update(self, loss: np.ndarray) -> np.ndarray:
+        """Feed one step's (N,) losses; returns the (N,) bool of the images that stop now."""
+        loss = np.asarray(loss, np.float64)
+        if self.prev is not None:
+            drop = self.prev - loss
+            first = np.isnan(self.avg)
+            self.avg = np.where(first, drop, 0.5 * self.avg + drop)
+            self.count = np.where(~first & (self.avg < self.threshold), self.count + 1, 0)
+        self.prev = loss
+        return self.count > self.patience
+
+
+def load_init_file(path: Path, G: Generator) -> np.ndarray:
+    """The (L, w_dim) float32 start in an --init .npy file: (L, w_dim), (1, L, w_dim), or one
+    w_dim vector for every layer; a one-line BabyganError naming the file otherwise."""
+    shape = (int(G.num_layers), int(G.w_dim))
+    if not path.is_file():
+        raise BabyganError(f"{path}: init file not found")
+    try:
+        arr = np.asarray(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise BabyganError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
+    if arr.shape in ((1, *shape), (1, shape[1])):
+        arr = arr[0]
+    if arr.shape == (shape[1],):
+        arr = np.broadcast_to(arr, shape)
+    if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
+        raise BabyganError(
+            f"{path}: init dlatents must be floats of shape {shape} (or one {shape[1]}-vector), "
+            f"got {arr.dtype} {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise BabyganError(f"{path}: init dlatents hold NaN or infinite values")
+    return np.ascontiguousarray(arr, np.float32)

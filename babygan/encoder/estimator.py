@@ -217,7 +217,7 @@ def _auto_path(G: Any) -> Path | None:
 def estimator_path(G: Any, settings: EncoderSettings, *, offline: bool = False) -> Path | None:
     """The estimator file the settings ask for, or None for dlatent_avg; loads nothing.
 
-    - init "dlatent_avg": None.
+    - init "dlatent_avg", or a .npy file: None.
     - an explicit ``settings.estimator``: that file (resolved, fetched by registry name).
     - init "auto"/"estimator" for the FFHQ generator: finetuned_resnet.h5 when it is
       already in the models dir.
@@ -225,7 +225,7 @@ def estimator_path(G: Any, settings: EncoderSettings, *, offline: bool = False) 
 
     In "auto" mode the file may still fail to load; :func:`choose_estimator` then says None.
     """
-    if settings.init == "dlatent_avg":
+    if settings.init == "dlatent_avg" or settings.init_file is not None:
         return None
     if settings.estimator:
         from babygan.models import resolve_model_file

@@ -51,3 +51,11 @@ def image_seed(image: np.ndarray, seed: int) -> int:
     """
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(seed).encode()).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def sharpen(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S, 3) -> the same sharpened with PIL's DETAIL filter (pbaylies' sharpen_input,
+    applied, as there, after the resize to the loss resolution)."""
+    from PIL import Image, ImageFilter
+
+    return np.stack([np.asarray(Image.fromarray(img).filter(ImageFilter.DETAIL)) for img in images])

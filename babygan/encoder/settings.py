@@ -14,12 +14,27 @@ from babygan.precision import PRECISIONS
 VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 PERCEPTUAL_CHOICES = ("vgg16", "pixel")
+#: where the optimisation starts; besides these, ``init`` may name a ``.npy`` file of dlatents
 INIT_CHOICES = ("auto", "estimator", "dlatent_avg")
+OPTIMIZER_CHOICES = ("adam", "lbfgs")
 
-# Fields that change how the work is scheduled but not what each image's result is:
-# every image's loss (and so its gradient and Adam state) is independent of the
-# others in its batch, so the batch size is left out of the cache key.
-_NOT_IN_KEY = {"batch_size"}
+# Fields that change how the work is scheduled, or what is done with a result, but not
+# the dlatents themselves: every image's loss (and so its gradient and optimiser state)
+# is independent of the others in its batch, so the batch size is left out of the cache
+# key; the composite only touches the written reconstruction, never the dlatents.
+_NOT_IN_KEY = {"batch_size", "composite", "composite_blur"}
+# Fields that matter only when another one is on (or has a given value): left out of the
+# key otherwise, so that e.g. --mask-scale without --face-mask keeps the cached results.
+_ONLY_WITH = {
+    "mask_scale": lambda s: s.face_mask,
+    "early_stopping": lambda s: s.optimizer == "adam",
+    "early_stopping_threshold": lambda s: s.optimizer == "adam" and s.early_stopping,
+    "early_stopping_patience": lambda s: s.optimizer == "adam" and s.early_stopping,
+    "average_best_loss": lambda s: s.optimizer == "adam",
+    "lr": lambda s: s.optimizer == "adam",
+    "decay_rate": lambda s: s.optimizer == "adam",
+    "decay_percent": lambda s: s.optimizer == "adam",
+}
 
 
 @dataclass(frozen=True)
@@ -57,14 +72,50 @@ class EncoderSettings:
     #: "fp32" or "bf16": compute precision of the generator and VGG16 in the optimisation step
     #: (losses and Adam's state stay float32)
     precision: str = "fp32"
+    #: "adam": ``iterations`` Adam steps (above); "lbfgs": scipy's L-BFGS-B on each image's
+    #: dlatents for at most ``iterations`` iterations, bounded to [-clip, clip] (lr is unused)
+    optimizer: str = "adam"
+    #: the losses look only at the face: the hull of dlib's 68 landmarks in the aligned
+    #: image, scaled by ``mask_scale`` about its centre (pbaylies: grabcut, face_mask=True)
+    face_mask: bool = False
+    mask_scale: float = 1.2
+    #: the written reconstruction keeps the aligned photo outside the face mask, the mask's
+    #: edge blurred by ``composite_blur`` px (at 1024 px; scaled with the resolution).
+    #: Only the written image changes: not in the cache key.
+    composite: bool = False
+    composite_blur: float = 8.0
+    #: Adam stops an image once the running average of its loss decrease (each step:
+    #: avg = avg / 2 + decrease) has stayed under ``threshold`` for more than ``patience`` steps
+    early_stopping: bool = False
+    early_stopping_threshold: float = 0.5
+    early_stopping_patience: int = 10
+    #: Adam: on each new best loss, best = a x previous best + (1 - a) x these dlatents, and the
+    #: optimisation continues from that average too (pbaylies' average_best_loss); 0 = off
+    average_best_loss: float = 0.0
+    #: sharpen the target at the loss resolution with PIL's DETAIL filter (pbaylies' sharpen_input)
+    sharpen_input: bool = False
+    #: optimise one w_dim vector shared by every layer (pbaylies' tile_dlatents)
+    tile_dlatents: bool = False
 
     def __post_init__(self) -> None:
         if self.perceptual not in PERCEPTUAL_CHOICES:
             raise BabyganError(
                 f"perceptual={self.perceptual!r}: choose one of {', '.join(PERCEPTUAL_CHOICES)}"
             )
-        if self.init not in INIT_CHOICES:
-            raise BabyganError(f"init={self.init!r}: choose one of {', '.join(INIT_CHOICES)}")
+        if self.init not in INIT_CHOICES and not self.init.endswith(".npy"):
+            raise BabyganError(
+                f"init={self.init!r}: choose one of {', '.join(INIT_CHOICES)}, or a .npy file of dlatents"
+            )
+        if self.optimizer not in OPTIMIZER_CHOICES:
+            raise BabyganError(f"optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZER_CHOICES)}")
+        if not self.mask_scale > 0:
+            raise BabyganError(f"mask_scale={self.mask_scale}: must be positive")
+        if self.composite_blur < 0:
+            raise BabyganError(f"composite_blur={self.composite_blur}: must be >= 0")
+        if self.early_stopping_patience < 0:
+            raise BabyganError(f"early_stopping_patience={self.early_stopping_patience}: must be >= 0")
+        if not 0.0 <= self.average_best_loss < 1.0:
+            raise BabyganError(f"average_best_loss={self.average_best_loss}: must be in [0, 1)")
         if self.iterations < 1:
             raise BabyganError(f"iterations={self.iterations}: must be at least 1")
         if self.batch_size < 1:
@@ -77,6 +128,11 @@ class EncoderSettings:
             raise BabyganError(f"loss_size={self.loss_size}: must be at least 16")
 
     @property
+    def init_file(self) -> str | None:
+        """The .npy file ``init`` names, or None when it is one of INIT_CHOICES."""
+        return None if self.init in INIT_CHOICES else self.init
+
+    @property
     def decay_steps(self) -> int:
         """Iterations between two learning-rate decays (4% of 100 -> every 4 steps)."""
         return max(1, round(self.decay_percent * 0.01 * self.iterations))
@@ -86,7 +142,17 @@ class EncoderSettings:
         return self.lr * self.decay_rate ** (step // self.decay_steps)
 
     def cache_key(self) -> str:
-        """A hex digest of every field that decides the result (not batch_size)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_IN_KEY}
+        """A hex digest of every field that decides the dlatents (not batch_size, not the composite).
+
+        An init file counts by its content, which the encoder adds beside this key (its
+        path does not enter: the same file moved keeps its results).
+        """
+        fields = {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in _NOT_IN_KEY and _ONLY_WITH.get(k, lambda _s: True)(self)
+        }
+        if self.init_file is not None:
+            fields["init"] = "file"
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

@@ -19,11 +19,15 @@ BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
 def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | None) -> Callable[..., Any]:
-    """``loss(w, params, target, target_feat) -> (sum over images, per-image losses (N,))``.
+    """``loss(w, params, target, target_feat, mask) -> (sum over images, per-image losses (N,))``.
 
-    w float32 (N, L, w_dim); target float32 (N, size, size, 3) in 0..255; target_feat its
-    VGG16 features (or anything, when ``vgg`` is None). Per-image losses are summed for
-    the gradient, so images in one batch never influence each other.
+    w float32 (N, L, w_dim), or (N, 1, w_dim) with ``tile_dlatents`` (one vector for every
+    layer); target float32 (N, size, size, 3) in 0..255, already multiplied by the mask;
+    target_feat the VGG16 features of that masked target (or anything, when ``vgg`` is
+    None); mask float32 (N, size, size, 1) in [0, 1] (ones: the whole image). The render is
+    multiplied by the mask before every image loss, as pbaylies does, so pixels outside the
+    face contribute nothing. Per-image losses are summed for the gradient, so images in
+    one batch never influence each other.
     """
     from keras import ops
 
@@ -47,8 +51,11 @@ def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | Non
             img = ops.average_pool(img, factor, factor, padding="valid")
         return img
 
-    def loss(w: Any, params: Any, target: Any, target_feat: Any) -> tuple[Any, Any]:
-        img = render(w, params)
+    layers = int(G.num_layers)
+
+    def loss(w: Any, params: Any, target: Any, target_feat: Any, mask: Any) -> tuple[Any, Any]:
+        w_full = ops.repeat(w, layers, axis=1) if w.shape[1] == 1 and layers > 1 else w
+        img = render(w_full, params) * mask
         per_image = pixel_w * logcosh_per_image(target, img)
         per_image = per_image + mssim_w * msssim_loss_per_image(target, img)
         if vgg is not None:
@@ -60,10 +67,19 @@ def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | Non
     return loss
 
 
-def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
-    """The compiled step ``(w, m, v, t, lr, params, target, target_feat, draws) -> (w, m, v, loss)``.
+def make_value_and_grad(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """The compiled ``(w, params, target, target_feat, mask) -> ((sum, per-image (N,)), d sum / d w)``
+    (what L-BFGS asks for at each point)."""
+    from babygan import backend
 
-    w, m, v, draws: float32 (N, L, w_dim); t: the step number from 1; lr: this step's
+    return backend.jit(backend.value_and_grad(loss))
+
+
+def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
+    """The compiled step ``(w, m, v, t, lr, params, target, target_feat, mask, draws) -> (w, m, v, loss)``.
+
+    w, m, v, draws: float32 (N, L, w_dim) (L = 1 with tiled dlatents); mask as in
+    :func:`make_loss`; t: the step number from 1; lr: this step's
     learning rate. Stochastic clipping: values that leave [-clip, clip] are replaced by
     ``draws`` (fresh N(0, 1) values drawn by the caller per image, so a result never
     depends on its batch partners).
@@ -74,8 +90,8 @@ def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
 
     grad_fn = backend.value_and_grad(loss)
 
-    def step(w, m, v, t, lr, params, target, target_feat, draws):
-        (_, per_image), g = grad_fn(w, params, target, target_feat)
+    def step(w, m, v, t, lr, params, target, target_feat, mask, draws):
+        (_, per_image), g = grad_fn(w, params, target, target_feat, mask)
         m = BETA1 * m + (1.0 - BETA1) * g
         v = BETA2 * v + (1.0 - BETA2) * ops.square(g)
         lr_t = lr * ops.sqrt(1.0 - BETA2**t) / (1.0 - BETA1**t)
