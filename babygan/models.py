@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "ModelFileError",
     "cache_dir",
     "cached_sha256",
+    "ensure_files",
     "fetch",
     "lookup",
     "resolve_model_file",
@@ -428,10 +429,14 @@ def resolve_model_file(
     may be a file of the user's own). With ``offline=True`` a missing file is an
     error that says how to fetch it instead of a download.
     """
+    text = str(name_or_path)
+    if text == "builtin":  # babygan's own model: shipped in the package, never fetched
+        from babygan.model_choice import builtin_model_file
+
+        return builtin_model_file()
     candidate = Path(name_or_path).expanduser()
     if candidate.is_file():
         return candidate
-    text = str(name_or_path)
     try:
         entry = lookup(text)
     except ModelFileError:
@@ -454,3 +459,55 @@ def resolve_model_file(
             )
         return dest
     return fetch(entry.name, echo=echo)
+
+
+def _where(entry: ModelFile) -> str:
+    return f"{entry.name} ({human_size(entry.size)}, from {entry.urls[0]})" if entry.urls else entry.name
+
+
+def ensure_files(
+    names: Sequence[str],
+    *,
+    offline: bool = False,
+    hint: str = "",
+    echo: Callable[[str], None] | None = None,
+) -> None:
+    """Make sure every named registry file is in the models dir before a run starts.
+
+    Offline, the files missing are named in one error, each with its size and URL, with
+    where to save them; online they are fetched, and those that cannot be are named in
+    one error likewise. ``hint`` ends the message (e.g. how to do without one file).
+    One missing file keeps :func:`resolve_model_file`'s message for it.
+    """
+    entries = list({e.name: e for e in (lookup(n) for n in names)}.values())
+    missing = [e for e in entries if not model_path(e).is_file()]
+    if not missing:
+        return
+    if not offline:
+        failed = []
+        for entry in missing:
+            try:
+                fetch(entry.name, echo=echo)
+            except ModelFileError as exc:
+                if len(missing) == 1:
+                    raise ModelFileError(f"{exc}{hint}") from exc
+                failed.append(entry)
+        if failed:
+            raise ModelFileError(
+                f"{len(failed)} model files could not be downloaded: "
+                f"{'; '.join(_where(e) for e in failed)}. Save them by hand in {models_dir()}{hint}"
+            )
+        return
+    if len(missing) == 1:
+        try:
+            resolve_model_file(missing[0].name, offline=True)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{exc}{hint}") from exc
+        return
+    fetch_names = " ".join(e.name for e in missing)
+    total = sum(e.size or 0 for e in missing)
+    raise ModelFileError(
+        f"{len(missing)} model files are missing ({human_size(total)} in all) and --offline is set: "
+        f"{'; '.join(_where(e) for e in missing)}. Run `babygan models fetch {fetch_names}` when online, "
+        f"or save them by hand in {models_dir()}{hint}"
+    )

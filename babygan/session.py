@@ -69,7 +69,8 @@ class _Aligned:
 class Session:
     """Models loaded once and photos remembered, for any number of predictions.
 
-    model: registry name or path of the generator (official .pkl or our .npz).
+    model: registry name or path of the generator (official .pkl or our .npz), or "builtin";
+    None: FFHQ when cached, else the built-in model (babygan.model_choice.choose_model).
     directions_dir: a folder of ``<name>.npy`` files used instead of the registry's.
     encoder: the encoder's settings; None = its defaults.
     aligned: the photos are aligned crops already (square): resized, not aligned.
@@ -78,7 +79,7 @@ class Session:
 
     def __init__(
         self,
-        model: str | Path = "ffhq",
+        model: str | Path | None = None,
         *,
         directions_dir: str | Path | None = None,
         encoder: EncoderSettings | None = None,
@@ -88,7 +89,11 @@ class Session:
         aligned: bool = False,
         precision: str = "fp32",
     ) -> None:
-        self.model = str(model)
+        from babygan.model_choice import choose_model
+
+        self.model = choose_model(model)
+        self._model_path: Path | None = None
+        self._own_directions: Path | bool | None = False  # False: not looked up yet
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
         if self.directions_dir is not None and not self.directions_dir.is_dir():
             raise BabyganError(f"{self.directions_dir}: directions folder not found")
@@ -116,10 +121,12 @@ class Session:
     @property
     def generator(self) -> Generator:
         if self._generator is None:
+            from babygan.models import resolve_model_file
             from babygan.stylegan import load_generator
 
             log.info("loading generator %s", self.model)
-            G = load_generator(self.model, offline=self.offline, precision=self.precision)
+            self._model_path = resolve_model_file(self.model, offline=self.offline)
+            G = load_generator(self._model_path, offline=self.offline, precision=self.precision)
             # Build the networks now, eagerly: built first inside the encoder's compiled step,
             # their constants would belong to that step's graph and fail on later use.
             _ = getattr(G, "nets", None)
@@ -152,6 +159,26 @@ class Session:
             self._directions[name] = (arr, {"path": str(path), "sha256": cached_sha256(path)})
         return self._directions[name][0]
 
+    @property
+    def own_directions(self) -> Path | None:
+        """The model's own directions folder (its info names one: the built-in model), else None."""
+        if self._own_directions is False:
+            from babygan.model_choice import own_directions_dir
+
+            G = self.generator
+            path = self._model_path  # None: a generator given to the session, not read from a file
+            self._own_directions = None if path is None else own_directions_dir(G.info, path)
+        assert not isinstance(self._own_directions, bool)
+        return self._own_directions
+
+    def direction_names(self) -> list[str] | None:
+        """The directions this run can use when they come from a folder (--directions or the
+        model's own); None when they come from the registry."""
+        from babygan.model_choice import direction_names
+
+        folder = self.directions_dir or self.own_directions
+        return None if folder is None else direction_names(folder)
+
     def _direction_path(self, name: str) -> Path:
         filename = name if name.endswith(".npy") else f"{name}.npy"
         if self.directions_dir is not None:
@@ -159,14 +186,68 @@ class Session:
             if not path.is_file():
                 raise ModelFileError(f"{path}: direction file not found in --directions folder")
             return path
+        own = self.own_directions
+        if own is not None:
+            if not (own / filename).is_file():
+                from babygan.model_choice import missing_directions_error
+
+                raise missing_directions_error(self.model, own, [filename.removesuffix(".npy")])
+            return own / filename
         from babygan.models import resolve_model_file
 
         return resolve_model_file(filename, offline=self.offline)
+
+    def preflight(self, directions: Sequence[str] = ()) -> None:
+        """Before a run: every file it needs from the registry present, or one error naming all.
+
+        directions: the direction names the run will use (e.g. ``("age", "smile")``). The
+        generator, the directions from the registry and the encoder's VGG16 weights and
+        estimator are fetched (online) or, when missing offline, listed in one error with
+        their sizes and where to save them. Directions of a model with its own (the built-in
+        one) are checked against its folder, all missing ones named in one line.
+        """
+        from babygan import models
+        from babygan.model_choice import is_builtin, missing_directions_error
+
+        def registry_name(name: str) -> str | None:
+            if is_builtin(name) or Path(name).expanduser().is_file():
+                return None
+            try:
+                return models.lookup(name).name
+            except ModelFileError:
+                return None
+
+        names: list[str] = []
+        model = registry_name(self.model)
+        if model is not None:
+            names.append(model)
+        wanted = [d.removesuffix(".npy") for d in directions]
+        if wanted and self.directions_dir is None:
+            own = None if model is not None else self.own_directions
+            if own is not None:
+                missing = [d for d in wanted if not (own / f"{d}.npy").is_file()]
+                if missing:
+                    raise missing_directions_error(self.model, own, missing)
+            else:
+                names += [n for d in wanted if (n := registry_name(f"{d}.npy")) is not None]
+        hint = ""
+        if self.encoder.perceptual == "vgg16":
+            vgg16 = registry_name(self.encoder.vgg16_weights)
+            if vgg16 is not None:
+                names.append(vgg16)
+                hint = " (the VGG16 perceptual loss needs its file; or encode without it: --perceptual pixel)"
+        if self.encoder.estimator:
+            estimator = registry_name(self.encoder.estimator)
+            if estimator is not None:
+                names.append(estimator)
+        models.ensure_files(names, offline=self.offline, hint=hint)
 
     # -- provenance ------------------------------------------------------------
 
     def provenance(self) -> dict[str, Any]:
         """What a run used, for its records: the model, the directions loaded so far, the encoder."""
+        from babygan.model_choice import crop_of
+
         G = self.generator
         return {
             "model": {
@@ -175,10 +256,19 @@ class Session:
                 "resolution": int(G.resolution),
                 "num_layers": int(G.num_layers),
                 "w_dim": int(G.w_dim),
+                "crop": crop_of(G.info),
+                # what the file says of itself ("name" is taken: the name the model was asked by)
+                **{new: G.info[k] for k, new in (("name", "title"), ("licence", "licence")) if k in G.info},
+                "directions_from": self._directions_source(),
             },
             "directions": {name: meta for name, (_, meta) in self._directions.items()},
             "encoder": dataclasses.asdict(self.encoder),
         }
+
+    def _directions_source(self) -> str:
+        if self.directions_dir is not None:
+            return str(self.directions_dir)
+        return "model" if self.own_directions is not None else "registry"
 
     # -- parents ---------------------------------------------------------------
 
@@ -210,6 +300,13 @@ class Session:
                 self._parents[key] = Parent(key[0], a.sha256, a.face, a.faces_found, a.image, wi)
         return [self._parents[key] for key in keys]
 
+    @property
+    def crop_scale(self) -> float:
+        """The scale of the FFHQ crop the generator records (1.0: FFHQ's own); photos are aligned so."""
+        from babygan.model_choice import crop_scale
+
+        return crop_scale(self.generator.info, self.model)
+
     def _align(self, path: Path, face: int | None) -> _Aligned:
         """The photo at the generator's resolution: FFHQ-aligned, or resized when ``aligned``."""
         from babygan.models import sha256_file
@@ -224,7 +321,7 @@ class Session:
         from babygan.align import align_photo
 
         log.info("aligning %s", path.name)
-        found = align_photo(path, output_size=res, face=face)
+        found = align_photo(path, output_size=res, face=face, crop_scale=self.crop_scale)
         image = np.asarray(found.image, np.uint8)
         return _Aligned(image, sha256_file(path), int(found.index), int(found.num_faces))
 

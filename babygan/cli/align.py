@@ -26,10 +26,16 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--size",
-    default=1024,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Side of the square crop, in pixels.",
+    help="Side of the square crop, in pixels (default: the --model's resolution, else 1024).",
+)
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="Crop as this model records (name, path or `builtin`; e.g. the built-in model's tighter "
+    "crop) at its resolution. Default: FFHQ's crop.",
 )
 @click.option(
     "--face",
@@ -53,7 +59,8 @@ if TYPE_CHECKING:
 def align(
     photos: tuple[Path, ...],
     output_dir: Path,
-    size: int,
+    size: int | None,
+    model: str | None,
     face: int | None,
     all_faces: bool,
     landmarks: bool,
@@ -69,6 +76,15 @@ def align(
         raise click.UsageError("--face and --all-faces cannot be used together")
     from babygan import align as aligner
 
+    crop_scale = 1.0
+    if model is not None:
+        from babygan.model_choice import crop_scale as model_crop_scale
+        from babygan.stylegan import load_generator
+
+        G = load_generator(model)
+        crop_scale = model_crop_scale(G.info, model)
+        size = size or int(G.resolution)
+    size = size or 1024
     aligner.load_predictor(predictor)  # a bad model file fails once, before any photo
 
     written_by: dict[Path, Path] = {}  # output file -> the photo it was written for
@@ -76,10 +92,16 @@ def align(
     for photo in photos:
         try:
             if all_faces:
-                results = aligner.align_photo_all(photo, size, upsample=upsample, predictor=predictor)
+                results = aligner.align_photo_all(
+                    photo, size, upsample=upsample, predictor=predictor, crop_scale=crop_scale
+                )
                 names = [f"{photo.stem}_{r.index:02d}.png" for r in results]
             else:
-                results = [aligner.align_photo(photo, size, face, upsample=upsample, predictor=predictor)]
+                results = [
+                    aligner.align_photo(
+                        photo, size, face, upsample=upsample, predictor=predictor, crop_scale=crop_scale
+                    )
+                ]
                 names = [f"{photo.stem}.png"]
             outputs = [output_dir / n for n in names]
             json_path = output_dir / f"{photo.stem}.json"
@@ -90,7 +112,7 @@ def align(
                         f"{photo}: would overwrite {out}, written for {written_by[out]} in this run; "
                         "rename one of the photos"
                     )
-            _write(results, outputs, json_path if landmarks else None, size)
+            _write(results, outputs, json_path if landmarks else None, size, crop_scale)
         except (BabyganError, OSError) as exc:
             failed += 1
             click.echo(f"Error: {exc}", err=True)
@@ -103,7 +125,9 @@ def align(
         raise BabyganError(f"{failed} of {len(photos)} photos failed")
 
 
-def _write(results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int) -> None:
+def _write(
+    results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int, crop_scale: float
+) -> None:
     """PNG per face (and one JSON per photo): all written to temporaries first and renamed
     together at the end, so a failure part-way leaves none of this photo's files."""
     from babygan import render
@@ -115,7 +139,12 @@ def _write(results: list[AlignedFace], outputs: list[Path], json_path: Path | No
             render.write_png(tmp, result.image)
         if json_path is not None:
             first = results[0]
-            header = {"source": str(first.source), "num_faces": first.num_faces, "output_size": size}
+            header = {
+                "source": str(first.source),
+                "num_faces": first.num_faces,
+                "output_size": size,
+                "crop": {"recipe": "ffhq", "scale": crop_scale},
+            }
             faces = [
                 json.dumps({"index": r.index, "file": out.name, **r.face.to_json()})
                 for r, out in zip(results, outputs, strict=True)

@@ -30,8 +30,22 @@ def list_models() -> None:
         present, verified = _state(registry.file_status(entry))
         size = registry.human_size(entry.size)
         rows.append((entry.name, ",".join(entry.aliases) or "-", size, present, verified, entry.licence))
+    rows.append(_builtin_row())
     click.echo(text_table(("NAME", "ALIASES", "SIZE", "PRESENT", "VERIFIED", "LICENCE"), rows))
     click.echo(f"\nmodels directory: {registry.models_dir()}")
+
+
+def _builtin_row() -> tuple[str, ...]:
+    """babygan's own model: shipped in the package (its directions folder counted in its size)."""
+    from babygan import model_choice as mc
+
+    path = mc.builtin_model_path()
+    if not path.is_file():
+        return (mc.BUILTIN_FILE, mc.BUILTIN, "-", "not in this build", "-", mc.BUILTIN_LICENCE)
+    folder = path.parent / mc.BUILTIN_DIRECTIONS
+    extra = sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
+    size = registry.human_size(path.stat().st_size + extra)
+    return (mc.BUILTIN_FILE, mc.BUILTIN, size, "shipped", "-", mc.BUILTIN_LICENCE)
 
 
 @models.command("fetch")
@@ -48,6 +62,15 @@ def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
 
     failed = []
     for name in names:
+        if name == "builtin":
+            from babygan.model_choice import builtin_model_file
+
+            try:
+                click.echo(f"{builtin_model_file()} (ships with babygan: nothing to fetch)")
+            except registry.ModelFileError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed.append(name)
+            continue
         try:
             path = registry.fetch(name, force=force, echo=lambda m: click.echo(m, err=True))
         except (registry.ModelFileError, OSError) as exc:
@@ -89,4 +112,9 @@ def verify(names: tuple[str, ...]) -> None:
 @click.argument("name")
 def path(name: str) -> None:
     """Print where NAME lives in the models directory (present or not)."""
+    if name == "builtin":
+        from babygan.model_choice import builtin_model_path
+
+        click.echo(str(builtin_model_path()))
+        return
     click.echo(str(registry.model_path(registry.lookup(name))))

@@ -117,8 +117,21 @@ def _building(target: str, options: list[Callable], build: Callable[[dict[str, A
 
 
 def model_option(help: str = "Generator: registry name, official StyleGAN .pkl or babygan .npz.") -> Callable:
-    """``--model / -m`` (default ffhq)."""
-    return click.option("--model", "-m", default="ffhq", show_default=True, help=help)
+    """``--model / -m``: the name or path given, else FFHQ when cached and the built-in model
+    otherwise (babygan.model_choice, which says in one line which model runs)."""
+    return click.option(
+        "--model",
+        "-m",
+        default=None,
+        callback=_choose_model,
+        help=f"{help} `builtin`: babygan's own model. Default: ffhq when it is in the cache, else builtin.",
+    )
+
+
+def _choose_model(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    from babygan.model_choice import choose_model
+
+    return choose_model(value)
 
 
 def offline_option(help: str = "Never download: fail with instructions if a file is missing.") -> Callable:
@@ -350,11 +363,14 @@ class SessionOptions:
     offline: bool
     quiet: bool
     precision: str  # "fp32" or "bf16", resolved
+    #: the directions the command will use (age and its shifts): checked by open() up front
+    directions: tuple[str, ...] = ()
 
     def open(self, *, aligned: bool = False) -> Session:
+        """The Session, once every file the run needs is here (fetched, or all named in one error)."""
         from babygan.session import Session
 
-        return Session(
+        session = Session(
             self.model,
             directions_dir=self.directions_dir,
             encoder=self.encoder,
@@ -364,6 +380,8 @@ class SessionOptions:
             aligned=aligned,
             precision=self.precision,
         )
+        session.preflight(self.directions)
+        return session
 
 
 def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
@@ -379,7 +397,16 @@ def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
         offline=kw.pop("offline"),
         quiet=kw.pop("quiet"),
         precision=precision,
+        directions=_directions_used(kw.get("options")),
     )
+
+
+def _directions_used(options: Any) -> tuple[str, ...]:
+    """The directions a command's child options move along: age, then each shift (none for
+    a command without child options)."""
+    if options is None:
+        return ()
+    return ("age", *(name for name, _ in getattr(options, "shifts", ())))
 
 
 def _session_decorator(*, directions: bool) -> Callable:

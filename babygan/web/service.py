@@ -160,7 +160,12 @@ class WebService:
         with self._models("Loading the models"):
             _ = self.session.generator
             self.session.direction("age")  # required: the age slider
-            for name in self._wanted_directions:
+            wanted = self._wanted_directions
+            # a model with its own directions (babygan.model_choice: the built-in one) offers those
+            own = self.session.direction_names() if hasattr(self.session, "direction_names") else None
+            if own is not None:
+                wanted = list(dict.fromkeys(["age", *own]))
+            for name in wanted:
                 try:
                     self.session.direction(name)
                 except BabyganError as exc:

@@ -1,0 +1,215 @@
+"""Which face model runs: FFHQ, babygan's built-in model, or a file the user names.
+
+The built-in model ships inside the package, in ``babygan/builtin/``:
+
+- ``babygan-utkface64.npz``: the generator in babygan's npz format; its ``info`` records
+  its crop (``{"recipe": "ffhq", "scale": 0.7}``), name and licence, and
+  ``"directions": "babygan-utkface64"``, the folder (beside the npz, relative to it)
+  holding its own latent directions;
+- ``babygan-utkface64/``: ``age.npy``, ``gender.npy`` (and ``directions.json``) from
+  ``babygan learn-directions``.
+
+Any babygan npz may carry ``info["directions"]`` the same way; a model without it (the
+official FFHQ pickle) uses BabyGAN's published directions from the registry.
+
+The name ``builtin`` is accepted wherever a model is (``--model builtin``). With no model
+named, :func:`choose_model` takes FFHQ when it is in the models directory and the built-in
+model otherwise, and says in one line which runs and how to get the other.
+:func:`ship_builtin` puts a trained generator and its directions into the package folder.
+
+Nothing heavy is imported here; only the registry (babygan.models) is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from babygan.errors import BabyganError, ModelFileError
+
+log = logging.getLogger("babygan")
+
+#: the name users type for the built-in model
+BUILTIN = "builtin"
+#: the generator file inside babygan/builtin/
+BUILTIN_FILE = "babygan-utkface64.npz"
+#: its directions folder, beside it
+BUILTIN_DIRECTIONS = "babygan-utkface64"
+BUILTIN_LICENCE = "trained on UTKFace: non-commercial research only"
+#: the registry name of NVIDIA's FFHQ generator
+FFHQ = "ffhq"
+#: the crop of a model that records none: NVIDIA's FFHQ alignment, unscaled
+FFHQ_CROP: dict[str, Any] = {"recipe": "ffhq", "scale": 1.0}
+
+
+# --------------------------------------------------------------------------- the built-in model
+
+
+def builtin_dir() -> Path:
+    """The package folder for shipped model files (``babygan/builtin``)."""
+    return Path(__file__).resolve().parent / "builtin"
+
+
+def builtin_model_path() -> Path:
+    """Where the built-in generator lives in this build (present or not). Tests replace this."""
+    return builtin_dir() / BUILTIN_FILE
+
+
+def builtin_present() -> bool:
+    return builtin_model_path().is_file()
+
+
+def builtin_model_file() -> Path:
+    """The built-in generator's file, or a one-line error saying it is not in this build."""
+    path = builtin_model_path()
+    if not path.is_file():
+        raise ModelFileError(
+            f"{BUILTIN}: babygan's built-in face model is not in this build (no {path}); "
+            f"use NVIDIA's FFHQ model instead: `babygan models fetch {FFHQ}`, then --model {FFHQ} "
+            "(or no --model)"
+        )
+    return path
+
+
+def is_builtin(model: str | os.PathLike[str]) -> bool:
+    return str(model) == BUILTIN
+
+
+# --------------------------------------------------------------------------- the default
+
+
+def ffhq_cached() -> bool:
+    """Whether the FFHQ generator is in the models directory (not re-hashed here)."""
+    from babygan import models
+
+    return models.model_path(models.lookup(FFHQ)).is_file()
+
+
+def choose_model(
+    requested: str | os.PathLike[str] | None, *, say: Callable[[str], None] | None = None
+) -> str:
+    """The model to run: ``requested`` as given, or, for None, ``"ffhq"`` or ``"builtin"``.
+
+    ``--model builtin`` on a build without the file fails at once, in one line. With no
+    model named: FFHQ when it is in the cache, else the built-in model when this build has
+    it, else FFHQ (downloaded on first use, or named in the missing-files error offline).
+    The choice is said once, in one line (``say``, default: the babygan logger).
+    """
+    if requested is not None:
+        if is_builtin(requested):
+            builtin_model_file()
+        return str(requested)
+    say = say or log.info
+    from babygan import models
+
+    ffhq = models.lookup(FFHQ)
+    size = models.human_size(ffhq.size)
+    if ffhq_cached():
+        other = f"; babygan's own model: --model {BUILTIN}" if builtin_present() else ""
+        say(f"model: FFHQ ({ffhq.name}, from the cache; {ffhq.licence}){other}")
+        return FFHQ
+    if builtin_present():
+        say(
+            f"model: babygan's built-in model ({BUILTIN_LICENCE}); for NVIDIA's FFHQ model "
+            f"({size}): `babygan models fetch {FFHQ}`"
+        )
+        return BUILTIN
+    say(
+        f"model: FFHQ, not in {models.models_dir()} yet: `babygan models fetch {FFHQ}` ({size}; a run "
+        "online fetches it), or --model FILE; this build has no built-in model"
+    )
+    return FFHQ
+
+
+# --------------------------------------------------------------------------- what a model file records
+
+
+def crop_of(info: dict[str, Any] | None) -> dict[str, Any]:
+    """The crop a model records (``info["crop"]``), FFHQ's own when it records none."""
+    crop = (info or {}).get("crop")
+    return dict(crop) if isinstance(crop, dict) else dict(FFHQ_CROP)
+
+
+def crop_scale(info: dict[str, Any] | None, model: str = "model") -> float:
+    """The FFHQ-recipe scale to align photos with for this model; one-line error naming it."""
+    from babygan.utkface import crop_scale_of
+
+    try:
+        return crop_scale_of(crop_of(info))
+    except BabyganError as exc:
+        raise ModelFileError(f"{model}: {exc}") from exc
+
+
+def own_directions_dir(info: dict[str, Any] | None, model_path: Path) -> Path | None:
+    """The model's own directions folder (``info["directions"]``, relative to the model
+    file), or None when it names none (then the registry's directions apply)."""
+    name = (info or {}).get("directions")
+    if name is None:
+        return None
+    rel = Path(str(name))
+    if not isinstance(name, str) or not name or rel.is_absolute() or ".." in rel.parts:
+        raise ModelFileError(
+            f"{model_path.name}: its directions entry {name!r} is not a folder name beside it"
+        )
+    folder = model_path.parent / rel
+    if not folder.is_dir():
+        raise ModelFileError(f"{model_path.name}: its directions folder {folder} is missing")
+    return folder
+
+
+def direction_names(folder: Path) -> list[str]:
+    """The directions a folder holds (``<name>.npy``), sorted."""
+    return sorted(p.stem for p in folder.glob("*.npy"))
+
+
+def missing_directions_error(model: str, folder: Path, missing: list[str]) -> ModelFileError:
+    """One line naming the directions a model lacks and those it has."""
+    have = ", ".join(direction_names(folder)) or "none"
+    names = ", ".join(missing)
+    what = "direction" if len(missing) == 1 else "directions"
+    return ModelFileError(
+        f"{names}: the model {Path(model).name} has no {names} {what} (it has: {have}); "
+        "leave that option out, or give --directions DIR"
+    )
+
+
+# --------------------------------------------------------------------------- shipping
+
+
+def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLike[str]) -> Path:
+    """Put a trained generator (babygan npz) and its directions folder into babygan/builtin/.
+
+    The generator is written again with ``info`` completed (crop kept, ``name``,
+    ``licence`` and ``directions`` set); ``*.npy`` and ``directions.json`` of ``directions``
+    are copied into ``babygan/builtin/babygan-utkface64/``. Returns the model's path.
+    """
+    from babygan.stylegan import load_generator
+
+    src = Path(directions)
+    names = direction_names(src) if src.is_dir() else []
+    if "age" not in names:
+        raise BabyganError(f"{src}: no age.npy (make it with `babygan learn-directions`)")
+    G = load_generator(generator)
+    if "crop" not in G.info:
+        raise ModelFileError(f"{generator}: records no crop; export it with its crop (babygan.utkface.CROP)")
+    G.info = {
+        **G.info,
+        "name": G.info.get("name", "babygan built-in (UTKFace)"),
+        "licence": G.info.get("licence", BUILTIN_LICENCE),
+        "directions": BUILTIN_DIRECTIONS,
+    }
+    dest = builtin_model_path()
+    folder = dest.parent / BUILTIN_DIRECTIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(src / f"{name}.npy", folder / f"{name}.npy")
+    if (src / "directions.json").is_file():
+        shutil.copyfile(src / "directions.json", folder / "directions.json")
+    G.save(dest, storage="float16")
+    log.info("shipped %s with directions %s", dest, json.dumps(names))
+    return dest
