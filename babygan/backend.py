@@ -137,6 +137,8 @@ def value_and_grad(fn: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[tu
         leaves = [leaf.detach().requires_grad_(True) for leaf in keras.tree.flatten(x)]
         loss, aux = fn(keras.tree.pack_sequence_as(x, leaves), *args)
         grads = torch.autograd.grad(loss, leaves)
+        # nothing that leaves the step may hold the graph (or numpy() refuses it)
+        aux = keras.tree.map_structure(lambda a: a.detach() if isinstance(a, torch.Tensor) else a, aux)
         return (loss.detach(), aux), keras.tree.pack_sequence_as(x, list(grads))
 
     return torch_grad

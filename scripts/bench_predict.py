@@ -10,7 +10,8 @@ at a few iterations and extrapolated: per-iteration time from a warm run of
 ``--iterations-b`` steps, the one-off cost (graph tracing, the first step) from a cold run
 of ``--iterations-a`` steps. ``--full`` runs the real 100 instead.
 
-    python scripts/bench_predict.py [--perceptual pixel|vgg16] [--iterations-a 2] [--iterations-b 4] [--full]
+    python scripts/bench_predict.py [--perceptual pixel|vgg16] [--precision fp32|bf16] [--full]
+    KERAS_BACKEND=jax python scripts/bench_predict.py ...
 """
 
 from __future__ import annotations
@@ -75,14 +76,15 @@ def main() -> None:
         "--full", action="store_true", help="run the whole default encode instead of extrapolating"
     )
     ap.add_argument("--frames", type=int, default=19)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
     os.environ.setdefault("BABYGAN_HOME", str(tmp / "home"))
-    from babygan import pipeline
+    from babygan import backend, outputs, pipeline
     from babygan.align import align_photo
-    from babygan.encoder.cache import encode_images
-    from babygan.encoder.settings import EncoderSettings
+    from babygan.encoder import Encoder, EncoderSettings
+    from babygan.session import Session
     from babygan.stylegan import load_generator, random_generator
 
     figures: dict[str, object] = {
@@ -90,6 +92,8 @@ def main() -> None:
         "python": sys.version.split()[0],
         "architecture": "StyleGAN FFHQ 1024 (18 layers), random weights",
         "perceptual": args.perceptual,
+        "precision": args.precision,
+        "keras_backend": backend.name(),
         # Other processes on the machine slow every figure: the load average says how busy it was.
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -100,8 +104,8 @@ def main() -> None:
     figures["build_and_save_s"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
-    G = load_generator(model)
-    _ = G.nets
+    G = load_generator(model, precision=args.precision)
+    _ = G.runtime
     figures["load_generator_s"] = round(time.perf_counter() - t, 2)
     father, mother, figures["photos"] = _photos(tmp)
     directions, figures["directions"] = _directions(tmp, G.num_layers, G.w_dim)
@@ -111,18 +115,24 @@ def main() -> None:
     figures["align_two_photos_s"] = round(time.perf_counter() - t, 2)
 
     iters_a = args.default_iterations if args.full else args.iterations_a
-    settings = EncoderSettings(iterations=iters_a, perceptual=args.perceptual)
-    session = pipeline.Session(model, directions_dir=directions, encoder=settings, progress=False)
-    session._generator = G  # the generator loaded above (load_generator caches it anyway)
+    settings = EncoderSettings(iterations=iters_a, perceptual=args.perceptual, precision=args.precision)
+    session = Session(
+        model, directions_dir=directions, encoder=settings, progress=False, precision=args.precision
+    )
+    session._generator = G  # the generator loaded above
     t = time.perf_counter()
     session.parents([(father, None), (mother, None)])  # align + encode both (batch of 2), cold
     t_parents = time.perf_counter() - t
     figures[f"align_and_encode_cold_{iters_a}_iterations_s"] = round(t_parents, 2)
 
     if not args.full:
-        settings_b = EncoderSettings(iterations=args.iterations_b, perceptual=args.perceptual)
+        settings_b = EncoderSettings(
+            iterations=args.iterations_b, perceptual=args.perceptual, precision=args.precision
+        )
+        encoder = Encoder(G, settings_b)
+        encoder.encode(np.stack(aligned), progress=False)  # compiles its step
         t = time.perf_counter()
-        encode_images(G, np.stack(aligned), settings_b, use_cache=False, progress=False)
+        encoder.encode(np.stack(aligned), progress=False)
         t_b = time.perf_counter() - t
         per_it = t_b / args.iterations_b
         one_off = max(0.0, t_parents - figures["align_two_photos_s"] - iters_a * per_it)
@@ -139,7 +149,7 @@ def main() -> None:
     result = pipeline.predict(father, mother, opts, session)  # parents cached: blend, render, resemblance
     t_child = time.perf_counter() - t
     t = time.perf_counter()
-    pipeline.write_prediction(result, tmp / "out")
+    outputs.write_prediction(result, tmp / "out")
     t_write = time.perf_counter() - t
     figures["child_render_and_resemblance_s"] = round(t_child, 2)
     figures["write_outputs_s"] = round(t_write, 2)
@@ -152,7 +162,7 @@ def main() -> None:
     sweep = pipeline.age_sweep(father, mother, opts, session, ages=ages)
     t_sweep = time.perf_counter() - t
     t = time.perf_counter()
-    pipeline.write_sweep(sweep, tmp / "sweep", gif=True, fps=8)
+    outputs.write_sweep(sweep, tmp / "sweep", gif=True, fps=8)
     t_sweep_write = time.perf_counter() - t
     figures[f"age_sweep_{args.frames}_frames_render_s"] = round(t_sweep, 2)
     figures[f"age_sweep_{args.frames}_frames_write_gif_s"] = round(t_sweep_write, 2)

@@ -61,7 +61,7 @@ def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | Non
         if vgg is not None:
             feat = vgg(caffe_preprocess(img), training=False)
             per_image = per_image + vgg_w * logcosh_per_image(target_feat, feat)
-        per_image = per_image + l1_w * 512.0 * ops.mean(ops.abs(w - avg), axis=(1, 2))
+        per_image = per_image + l1_w * 512.0 * ops.mean(ops.abs(ops.subtract(w, avg)), axis=(1, 2))
         return ops.sum(per_image), per_image
 
     return loss
