@@ -28,9 +28,6 @@ from babygan.stylegan import Generator
 
 log = logging.getLogger("babygan")
 
-#: with precision "bf16", this last fraction of the iterations runs in fp32: bf16 gradients
-#: stall the final fine steps (tiny generator self-inversion: 2.4 dB short of fp32 without)
-POLISH_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -136,15 +133,6 @@ class Encoder:
         from babygan.encoder.step import make_adam_step
 
         return make_adam_step(self._make_loss(self.G), float(self.settings.clip))
-
-    @cached_property
-    def _polish_step(self) -> Callable[..., Any]:
-        """The fp32 step that finishes a bf16 optimisation (see :data:`POLISH_FRACTION`)."""
-        if self.G.precision == "fp32":
-            return self._step
-        from babygan.encoder.step import make_adam_step
-
-        return make_adam_step(self._make_loss(self.G.with_precision("fp32")), float(self.settings.clip))
 
     @cached_property
     def _value_and_grad(self) -> Callable[..., Any]:
@@ -281,8 +269,6 @@ class Encoder:
         settings = self.settings
         params = self.G.tensors
         n, iters, avg = start.shape[0], settings.iterations, float(settings.average_best_loss)
-        # bf16 gradients are too coarse for the last small steps: those run in fp32
-        polish_from = iters - math.ceil(POLISH_FRACTION * iters) if self.G.precision == "bf16" else iters
         history = np.full((iters, n), np.nan, np.float32)
         steps = np.zeros(n, np.int64)
         best = start.copy()
@@ -306,8 +292,7 @@ class Encoder:
                 t = i + 1
                 draws = np.stack([r.standard_normal(start.shape[1:], dtype=np.float32) for r in rngs])
                 w_in = w
-                step = self._step if i < polish_from else self._polish_step
-                w, m, v, loss = step(
+                w, m, v, loss = self._step(
                     w, m, v, np.float32(t), np.float32(settings.learning_rate(t)), params,
                     target, target_feat, mask, draws,
                 )  # fmt: skip
