@@ -80,3 +80,28 @@ def test_cli_generate_runs_under_jax_and_names_the_backend(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Keras backend jax: running on the CPU" in run.stderr
     assert (tmp_path / "seed0000.png").is_file() and (tmp_path / "seed0001.png").is_file()
+
+
+@needs_jax
+@pytest.mark.slow
+def test_predict_and_age_sweep_run_under_jax(tmp_path):
+    """The whole child pipeline (align, encode, blend, edit, render, GIF) in a JAX process."""
+    from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
+
+    model, directions = make_tiny_model(tmp_path)
+    dad, mum = make_photos(tmp_path)
+    env = {**_jax_env(), "BABYGAN_HOME": str(tmp_path / "home")}
+    common = ["-m", str(model), "--directions", str(directions), *FAST_ENCODER]
+    for command, extra in (("predict", []), ("age-sweep", ["--ages", "1:40:3", "--gif"])):
+        out = tmp_path / command
+        run = subprocess.run(
+            [sys.executable, "-m", "babygan", command, str(dad), str(mum), *common, *extra, "-o", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "Keras backend jax" in run.stderr
+    assert (tmp_path / "predict" / "child.png").is_file()
+    assert (tmp_path / "age-sweep" / "age_sweep.gif").is_file()
