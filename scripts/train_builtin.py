@@ -2,13 +2,14 @@
 """Train babygan's built-in face model (StyleGAN v1) in chunks that resume: made for a GPU
 machine that runs one command for at most 10 minutes.
 
-    # once, here: pack the aligned UTKFace training faces into one small file (about 25 MB at 64 px)
-    python scripts/train_builtin.py ../shared/datasets/utkface200.tar --pack data/utkface64.npz
+    # once, where ../shared is: pack the aligned UTKFace training faces (held-out faces left out)
+    # into one small file, 25 MB at 64 px, in the git-ignored babygan-out/
+    python scripts/train_builtin.py ../shared/datasets/utkface200.tar --pack babygan-out/data/utkface64.npz
 
     # on the GPU machine, the same command again and again: each run resumes from OUT/checkpoint,
-    # trains for --minutes, and saves; the last one (total kimg reached) also exports
-    KERAS_BACKEND=jax python scripts/train_builtin.py data/utkface64.npz --out runs/b64 \
-        --kimg 3000 --minutes 8.5 --export runs/b64/babygan-utkface64.npz
+    # trains for --minutes (or until --kimg), saves, and exports the EMA generator so far
+    KERAS_BACKEND=jax python scripts/train_builtin.py babygan-out/data/utkface64.npz \
+        --out babygan-out/train64 --kimg 3000 --minutes 8.5 --export babygan-out/train64/builtin64.npz
 
 Progress lines show thousands of images shown (kimg), images/s and the losses; sample grids
 go to OUT/samples.png (latest) and OUT/samples/; OUT/log.jsonl keeps every progress record.
@@ -34,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="training faces: a packed .npz, .npy, image folder or a UTKFace .tar")
     p.add_argument(
-        "--out", default="runs/builtin", help="run folder: checkpoint/, samples, log (default %(default)s)"
+        "--out",
+        default="babygan-out/train",
+        help="run folder: checkpoint/, samples, log (default %(default)s)",
     )
     p.add_argument("--resolution", type=int, default=64, help="64 or 128 (default %(default)s)")
     p.add_argument(
@@ -51,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "no: it must not",
     )
     p.add_argument(
-        "--export", default=None, help="once --kimg is reached, write the EMA generator here (+ .md card)"
+        "--export", default=None, help="at the end of each chunk, write the EMA generator here (+ .md card)"
     )
     p.add_argument(
         "--pack", default=None, help="only write the training faces to this compact .npz, then stop"
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(out / "jax-cache"))
         from babygan import backend
 
-        print(backend.start())
+        backend.start()  # logs the backend and its device
         from babygan.train import Trainer
         from babygan.train.checkpoint import has_checkpoint
 
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print_fn=lambda line: print(line, flush=True),
         )
         print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
-        if args.export and trainer.nimg >= c.total_kimg * 1000:
+        if args.export:
             path = trainer.export(args.export, dataset=f"{Path(args.data).name}: {len(images)} faces")
             print(f"exported the EMA generator to {path} ({path.stat().st_size / 1e6:.1f} MB) and its card")
     except BabyganError as exc:

@@ -91,6 +91,7 @@ def test_checkpoint_resumes_at_the_same_step(run: SimpleNamespace) -> None:
     state, meta2 = ckpt.load_checkpoint(run.out / "checkpoint")
     assert meta2["config"]["resolution"] == 16
     assert float(state["G_opt"]["t"]) == 10.0
+    assert all(v.dtype == np.float16 for v in state["D_opt"]["v_log2"].values())  # Adam's v, stored small
     assert not list((run.out / "checkpoint").glob("state-00000003-*"))  # old parts removed
 
 
