@@ -48,6 +48,8 @@ class Parent:
     faces_found: int
     aligned: np.ndarray  # uint8 (S, S, 3), S = the generator's resolution
     dlatents: np.ndarray  # (L, w_dim) float32
+    #: float32 (S, S) in [0, 1]: the face mask the encoder's loss used (None without --face-mask)
+    mask: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class _Aligned:
     sha256: str  # of the photo file
     face: int
     faces_found: int
+    landmarks: np.ndarray | None = None  # (68, 2) in the aligned image; None: not known (--aligned)
 
 
 class Session:
@@ -262,8 +265,18 @@ class Session:
                 "directions_from": self._directions_source(),
             },
             "directions": {name: meta for name, (_, meta) in self._directions.items()},
-            "encoder": dataclasses.asdict(self.encoder),
+            "encoder": self._encoder_record(),
         }
+
+    def _encoder_record(self) -> dict[str, Any]:
+        """The encoder's settings; an --init file also by its SHA-256."""
+        record = dataclasses.asdict(self.encoder)
+        if self.encoder.init_file is not None:
+            from babygan.models import sha256_file
+
+            path = Path(self.encoder.init_file).expanduser()
+            record["init_sha256"] = sha256_file(path) if path.is_file() else None
+        return record
 
     def _directions_source(self) -> str:
         if self.directions_dir is not None:
@@ -294,10 +307,13 @@ class Session:
             ready[key] = found
         new = [k for k in ready if k not in self._parents]
         if new:
-            w = self._encode(np.stack([ready[k].image for k in new]))
-            for key, wi in zip(new, w, strict=True):
+            images = np.stack([ready[k].image for k in new])
+            masks = self._masks(images, [ready[k].landmarks for k in new])
+            w = self._encode(images, masks)
+            for j, (key, wi) in enumerate(zip(new, w, strict=True)):
                 a = ready[key]
-                self._parents[key] = Parent(key[0], a.sha256, a.face, a.faces_found, a.image, wi)
+                mask = None if masks is None else masks[j]
+                self._parents[key] = Parent(key[0], a.sha256, a.face, a.faces_found, a.image, wi, mask)
         return [self._parents[key] for key in keys]
 
     @property
@@ -323,16 +339,44 @@ class Session:
         log.info("aligning %s", path.name)
         found = align_photo(path, output_size=res, face=face, crop_scale=self.crop_scale)
         image = np.asarray(found.image, np.uint8)
-        return _Aligned(image, sha256_file(path), int(found.index), int(found.num_faces))
+        from babygan.encoder.mask import aligned_landmarks
 
-    def _encode(self, images: np.ndarray) -> np.ndarray:
+        landmarks = aligned_landmarks(found.face.landmarks, res, self.crop_scale)  # align_photo's crop
+        return _Aligned(image, sha256_file(path), int(found.index), int(found.num_faces), landmarks)
+
+    def _masks(self, images: np.ndarray, landmarks: list[np.ndarray | None]) -> np.ndarray | None:
+        """float32 (N, S, S) face masks with --face-mask (landmarks found when aligning the
+        photo; looked for with dlib where not known), else None."""
+        if not self.encoder.face_mask:
+            return None
+        from babygan.encoder.mask import masks_for
+
+        return masks_for(images, self.encoder.mask_scale, landmarks)
+
+    def _encode(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) aligned images -> (N, L, w_dim) float32: the one call into the encoder."""
         if self._encoder is None:
             from babygan.encoder import Encoder
 
             self._encoder = Encoder(self.generator, self.encoder, offline=self.offline)
-        w = self._encoder.encode_cached(images, use_cache=self.use_cache, progress=self.progress)
+        w = self._encoder.encode_cached(images, masks=masks, use_cache=self.use_cache, progress=self.progress)
         return np.asarray(w, np.float32)
+
+    def reconstructions(self, parents: Sequence[Parent]) -> np.ndarray:
+        """uint8 (N, R, R, 3): the generator's render of each parent's dlatents; with --composite,
+        merged into the aligned photo outside the face mask (the photo's hair and background)."""
+        images = self.render(np.stack([p.dlatents for p in parents]))
+        if not self.encoder.composite:
+            return images
+        from babygan.encoder.mask import composite, masks_for
+
+        out = images.copy()
+        for i, p in enumerate(parents):
+            mask = p.mask
+            if mask is None:  # encoded without --face-mask: the face is looked for now
+                mask = masks_for(p.aligned[None], self.encoder.mask_scale)[0]
+            out[i] = composite(images[i : i + 1], p.aligned[None], mask[None], self.encoder.composite_blur)[0]
+        return out
 
     # -- resemblance -----------------------------------------------------------
 

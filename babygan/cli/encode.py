@@ -52,13 +52,11 @@ def encode(
             f"{dupes[0]}: two photos share this name; their outputs would overwrite each other"
         )
 
-    import numpy as np
-
     from babygan import outputs
 
     s = session.open(aligned=aligned)
     parents = s.parents([(p, face) for p in photos])
-    reconstructions = s.render(np.stack([p.dlatents for p in parents]))  # uint8 (N, R, R, 3), once each
+    reconstructions = s.reconstructions(parents)  # uint8 (N, R, R, 3), once each (--composite: merged)
     written = outputs.write_encoded(parents, reconstructions, output_dir, s.provenance())
     for photo, (npy, png) in zip(photos, written, strict=True):
         click.echo(f"{photo}: {npy} {png}")

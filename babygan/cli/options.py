@@ -324,11 +324,66 @@ _ENCODER_FIELDS = {
         "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
         "pixel = pixel + MS-SSIM only.",
     ),
-    "init": ("--init", "Encoder start: the estimator's guess (auto: when one is available) or dlatent_avg."),
+    "init": (
+        "--init",
+        "Encoder start: the estimator's guess (auto: when one is available), dlatent_avg, "
+        "or FILE.npy, earlier dlatents (L, 512) to go on from.",
+    ),
     "estimator": ("--estimator", "Estimator file (name or path; .keras from `babygan train-estimator`)."),
     "seed": ("--encoder-seed", "Seed of the encoder's stochastic clipping."),
     "batch_size": ("--batch-size", "Photos the encoder optimises together."),
+    "optimizer": (
+        "--optimizer",
+        "adam: --iterations Adam steps; lbfgs: L-BFGS-B for at most --iterations iterations "
+        "(pbaylies' fast recipe: a handful, e.g. 10).",
+    ),
+    "face_mask": ("--face-mask/--no-face-mask", "Encoder loss on the face only (dlib's landmark hull)."),
+    "mask_scale": ("--mask-scale", "Face mask: the landmark hull scaled by this about its centre."),
+    "composite": (
+        "--composite/--no-composite",
+        "encode: the written reconstruction keeps the aligned photo outside the face.",
+    ),
+    "composite_blur": ("--composite-blur", "Blur of the composite's mask edge, px at 1024 px."),
+    "early_stopping": (
+        "--early-stopping/--no-early-stopping",
+        "Adam stops a photo once its loss stops falling (see the threshold and patience).",
+    ),
+    "early_stopping_threshold": (
+        "--early-stopping-threshold",
+        "Early stopping: running loss decrease under this...",
+    ),
+    "early_stopping_patience": ("--early-stopping-patience", "...for more than this many steps."),
+    "average_best_loss": (
+        "--average-best-loss",
+        "Adam: each new best dlatents = A x previous best + (1 - A) x new (pbaylies: 0.25); 0 = off.",
+    ),
+    "sharpen_input": ("--sharpen-input/--no-sharpen-input", "Sharpen the photo for the encoder's loss."),
+    "tile_dlatents": (
+        "--tile-dlatents/--no-tile-dlatents",
+        "Optimise one 512-vector shared by every layer.",
+    ),
 }
+
+
+class EncoderInit(click.ParamType):
+    """``auto``, ``estimator``, ``dlatent_avg`` or a path to a ``.npy`` file of dlatents."""
+
+    name = "auto|estimator|dlatent_avg|FILE.npy"
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return f"[{self.name}]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from babygan.encoder.settings import INIT_CHOICES
+
+        text = str(value)
+        if text in INIT_CHOICES:
+            return text
+        if not text.endswith(".npy"):
+            self.fail(f"{text!r}: choose one of {', '.join(INIT_CHOICES)}, or a FILE.npy", param, ctx)
+        if not Path(text).expanduser().is_file():
+            self.fail(f"{text}: init file not found", param, ctx)
+        return str(Path(text).expanduser().resolve())
 
 
 def _encoder_click_options() -> list[Callable]:
@@ -338,18 +393,25 @@ def _encoder_click_options() -> list[Callable]:
         "iterations": click.IntRange(min=1),
         "lr": click.FloatRange(min=0, min_open=True),
         "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
-        "init": click.Choice(settings.INIT_CHOICES),
+        "init": EncoderInit(),
         "estimator": str,
         "seed": int,
         "batch_size": click.IntRange(min=1),
+        "optimizer": click.Choice(settings.OPTIMIZER_CHOICES),
+        "mask_scale": click.FloatRange(min=0, min_open=True),
+        "composite_blur": click.FloatRange(min=0),
+        "early_stopping_threshold": float,
+        "early_stopping_patience": click.IntRange(min=0),
+        "average_best_loss": click.FloatRange(0.0, 1.0, max_open=True),
     }
     defaults = {f.name: f.default for f in dataclasses.fields(settings.EncoderSettings)}
-    return [
-        click.option(
-            opt, f"encoder_{name}", type=kinds[name], default=defaults[name], show_default=True, help=text
+    options = []
+    for name, (opt, text) in _ENCODER_FIELDS.items():
+        kind = {} if "/" in opt else {"type": kinds[name]}  # on/off pairs are flags
+        options.append(
+            click.option(opt, f"encoder_{name}", default=defaults[name], show_default=True, help=text, **kind)
         )
-        for name, (opt, text) in _ENCODER_FIELDS.items()
-    ]
+    return options
 
 
 @dataclass(frozen=True)
