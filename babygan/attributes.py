@@ -92,13 +92,11 @@ def build_network(input_size: int = INPUT_SIZE, seed: int = 0) -> Any:
 
 
 def start_keras() -> None:
-    """Import Keras quietly (babygan.backend where present, else the TensorFlow one)."""
+    """Import Keras quietly, once (a command that already started it is left alone)."""
     if "keras" in sys.modules:
         return
-    try:
-        from babygan.backend import start
-    except ImportError:
-        from babygan.tfquiet import import_tensorflow_quietly as start
+    from babygan.backend import start
+
     start()
 
 

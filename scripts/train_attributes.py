@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from babygan.attributes import train_attributes
-        from babygan.tfquiet import import_tensorflow_quietly
+        from babygan.backend import start as start_keras
         from babygan.utkface import align_utkface
 
-        import_tensorflow_quietly()
+        start_keras()
         start = time.perf_counter()
         faces = align_utkface(args.data, size=args.size, scale=args.scale, progress=True)
         print(f"aligned {len(faces)} faces in {time.perf_counter() - start:.0f} s", flush=True)
