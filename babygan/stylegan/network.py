@@ -71,7 +71,11 @@ def _instance_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     Each mean is reduced over H then W: a float32 sum over a million pixels in one
     pass loses digits; two shorter sums keep the 1024 px error near the official code's.
     """
-    mean = ops.mean(ops.mean(x, axis=1, keepdims=True), axis=2, keepdims=True)
+    def two_stage_mean(t: Tensor) -> Tensor:
+        return ops.mean(ops.mean(t, axis=1, keepdims=True), axis=2, keepdims=True)
+
+    rough = two_stage_mean(x)
+    mean = rough + two_stage_mean(x - rough)  # the residual mean corrects the first sum's rounding
     centred = x - mean
     var = ops.mean(ops.mean(ops.square(centred), axis=1, keepdims=True), axis=2, keepdims=True)
     return mean, ops.rsqrt(var + _EPS)
