@@ -85,9 +85,34 @@ def _devices() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
-def has_gpu() -> bool:
-    """Whether the backend runs on a GPU."""
-    return bool(_devices())
+def gpu_bf16() -> tuple[bool, str] | None:
+    """(whether it has bfloat16 units, its name) for the backend's first GPU; None without one.
+
+    bfloat16 units came with compute capability 8.0 (Ampere) on NVIDIA GPUs.
+    """
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return None
+        details = tf.config.experimental.get_device_details(gpus[0])
+        cc = tuple(details.get("compute_capability", (0, 0)))
+        return cc >= (8, 0), str(details.get("device_name", gpus[0].name))
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if not gpus:
+            return None
+        cc = str(getattr(gpus[0], "compute_capability", "0"))
+        return float(cc) >= 8.0, gpus[0].device_kind
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_capability(0) >= (8, 0), torch.cuda.get_device_name(0)
 
 
 def jit(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -30,50 +30,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from babygan import builtin
+from babygan.builtin import BUILTIN, BUILTIN_DIRECTIONS, BUILTIN_LICENCE, builtin_model_file
 from babygan.errors import BabyganError, ModelFileError
 
 log = logging.getLogger("babygan")
 
-#: the name users type for the built-in model
-BUILTIN = "builtin"
-#: the generator file inside babygan/builtin/
-BUILTIN_FILE = "babygan-utkface64.npz"
-#: its directions folder, beside it
-BUILTIN_DIRECTIONS = "babygan-utkface64"
-BUILTIN_LICENCE = "trained on UTKFace: non-commercial research only"
 #: the registry name of NVIDIA's FFHQ generator
 FFHQ = "ffhq"
 #: the crop of a model that records none: NVIDIA's FFHQ alignment, unscaled
 FFHQ_CROP: dict[str, Any] = {"recipe": "ffhq", "scale": 1.0}
-
-
-# --------------------------------------------------------------------------- the built-in model
-
-
-def builtin_dir() -> Path:
-    """The package folder for shipped model files (``babygan/builtin``)."""
-    return Path(__file__).resolve().parent / "builtin"
-
-
-def builtin_model_path() -> Path:
-    """Where the built-in generator lives in this build (present or not). Tests replace this."""
-    return builtin_dir() / BUILTIN_FILE
-
-
-def builtin_present() -> bool:
-    return builtin_model_path().is_file()
-
-
-def builtin_model_file() -> Path:
-    """The built-in generator's file, or a one-line error saying it is not in this build."""
-    path = builtin_model_path()
-    if not path.is_file():
-        raise ModelFileError(
-            f"{BUILTIN}: babygan's built-in face model is not in this build (no {path}); "
-            f"use NVIDIA's FFHQ model instead: `babygan models fetch {FFHQ}`, then --model {FFHQ} "
-            "(or no --model)"
-        )
-    return path
 
 
 def is_builtin(model: str | os.PathLike[str]) -> bool:
@@ -110,10 +76,10 @@ def choose_model(
     ffhq = models.lookup(FFHQ)
     size = models.human_size(ffhq.size)
     if ffhq_cached():
-        other = f"; babygan's own model: --model {BUILTIN}" if builtin_present() else ""
+        other = f"; babygan's own model: --model {BUILTIN}" if builtin.builtin_present() else ""
         say(f"model: FFHQ ({ffhq.name}, from the cache; {ffhq.licence}){other}")
         return FFHQ
-    if builtin_present():
+    if builtin.builtin_present():
         say(
             f"model: babygan's built-in model ({BUILTIN_LICENCE}); for NVIDIA's FFHQ model "
             f"({size}): `babygan models fetch {FFHQ}`"
@@ -203,7 +169,7 @@ def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLik
         "licence": G.info.get("licence", BUILTIN_LICENCE),
         "directions": BUILTIN_DIRECTIONS,
     }
-    dest = builtin_model_path()
+    dest = builtin.builtin_model_path()
     folder = dest.parent / BUILTIN_DIRECTIONS
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -15,19 +15,17 @@ from platformdirs.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
 from babygan.atomic import atomic_path
 from babygan.errors import ModelFileError
+from babygan.registry import ModelFile, lookup, manifest
 
 __all__ = [
     "ModelFileError",
@@ -44,96 +42,10 @@ log = logging.getLogger("babygan")
 
 HOME_ENV = "BABYGAN_HOME"
 MIRROR_ENV = "BABYGAN_MIRROR"
-MANIFEST_ENV = "BABYGAN_MANIFEST"
 #: seconds to wait for a server to connect or send the next bytes
 DOWNLOAD_TIMEOUT = 30.0
 
 _models_dir_override: Path | None = None
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One entry of the manifest."""
-
-    name: str
-    kind: str
-    urls: tuple[str, ...]
-    licence: str
-    description: str = ""
-    size: int | None = None
-    sha256: str = ""  # "" = unpinned
-    sha256_bz2: str = ""
-    aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def pinned(self) -> bool:
-        return bool(self.sha256)
-
-
-_KNOWN_KEYS = {f for f in ModelFile.__dataclass_fields__}
-
-
-def _manifest_text() -> str:
-    # A source checkout reads models/manifest.toml directly; an installed wheel
-    # carries the same file as package data.
-    checkout = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
-    if checkout.is_file():
-        return checkout.read_text(encoding="utf-8")
-    return resources.files("babygan._manifest").joinpath("manifest.toml").read_text(encoding="utf-8")
-
-
-def manifest() -> dict[str, ModelFile]:
-    """All registry entries by file name, in manifest order.
-
-    ``$BABYGAN_MANIFEST`` may name a TOML file of the same form whose entries are
-    added to (or replace) the built-in ones: a private model, an internal mirror.
-    """
-    return _load_manifest(os.environ.get(MANIFEST_ENV) or None)
-
-
-@functools.cache
-def _load_manifest(extra: str | None) -> dict[str, ModelFile]:
-    entries = _parse_manifest(_manifest_text(), "models/manifest.toml")
-    if extra:
-        try:
-            text = Path(extra).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ModelFileError(f"{extra}: cannot read the extra manifest (${MANIFEST_ENV}): {exc}") from exc
-        entries.update(_parse_manifest(text, extra))
-    return entries
-
-
-def _parse_manifest(text: str, source: str) -> dict[str, ModelFile]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ModelFileError(f"{source}: not a valid manifest: {exc}") from exc
-    entries: dict[str, ModelFile] = {}
-    for raw in data.get("file", []):
-        unknown = set(raw) - _KNOWN_KEYS
-        if unknown or "name" not in raw:
-            where = raw.get("name", "?")
-            raise ModelFileError(f"{source}: entry {where}: unknown keys {sorted(unknown)} or no name")
-        entry = ModelFile(
-            **{**raw, "urls": tuple(raw.get("urls", ())), "aliases": tuple(raw.get("aliases", ()))}
-        )
-        entries[entry.name] = entry
-    return entries
-
-
-def lookup(name: str) -> ModelFile:
-    """The entry for a file name or alias; a clear error listing the known names otherwise."""
-    entries = manifest()
-    if name in entries:
-        return entries[name]
-    for entry in entries.values():
-        if name in entry.aliases:
-            return entry
-    known = ", ".join(entries)
-    raise ModelFileError(f"{name}: not a file path that exists, nor a known model name (known: {known})")
 
 
 # --------------------------------------------------------------------------- directories
@@ -431,7 +343,7 @@ def resolve_model_file(
     """
     text = str(name_or_path)
     if text == "builtin":  # babygan's own model: shipped in the package, never fetched
-        from babygan.model_choice import builtin_model_file
+        from babygan.builtin import builtin_model_file
 
         return builtin_model_file()
     candidate = Path(name_or_path).expanduser()

@@ -43,35 +43,6 @@ def cpu_bf16_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> list[st
     return [f for f in _CPU_BF16_FLAGS if f in flags]
 
 
-def _gpu_has_bf16() -> tuple[bool, str] | None:
-    """(bf16 units?, GPU name) for the backend's first GPU; None on a CPU-only machine."""
-    from babygan import backend
-
-    which = backend.name()
-    if which == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if not gpus:
-            return None
-        details = tf.config.experimental.get_device_details(gpus[0])
-        cc = details.get("compute_capability", (0, 0))
-        return tuple(cc) >= (8, 0), str(details.get("device_name", gpus[0].name))
-    if which == "jax":
-        import jax
-
-        gpus = [d for d in jax.devices() if d.platform == "gpu"]
-        if not gpus:
-            return None
-        cc = str(getattr(gpus[0], "compute_capability", "0"))
-        return float(cc) >= 8.0, gpus[0].device_kind
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_capability(0) >= (8, 0), torch.cuda.get_device_name(0)
-
-
 def resolve_precision(requested: str | None = None) -> tuple[str, str]:
     """ "fp32" | "bf16" | "auto" (None: $BABYGAN_PRECISION, else auto) -> (chosen, one-line reason).
 
@@ -83,7 +54,9 @@ def resolve_precision(requested: str | None = None) -> tuple[str, str]:
         return requested, "as asked"
     if requested != "auto":
         raise BabyganError(f"precision {requested!r}: choose one of {', '.join(CHOICES)}")
-    gpu = _gpu_has_bf16()
+    from babygan import backend
+
+    gpu = backend.gpu_bf16()
     if gpu is not None:
         fast, gpu_name = gpu
         return (

@@ -397,7 +397,7 @@ class Session:
 
 def _load_aligned(path: Path, size: int) -> np.ndarray:
     """An already aligned photo as uint8 (size, size, 3); it must be square (resized with Lanczos)."""
-    from babygan.align import load_photo
+    from babygan.photo import load_photo
     from babygan.render import resize
 
     image = load_photo(path)

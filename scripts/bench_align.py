@@ -44,6 +44,7 @@ def run_case(case: str, repeat: int, size: int) -> dict:
     import numpy as np
 
     from babygan import align
+    from babygan.photo import detection_pixels, load_photo
 
     with tempfile.TemporaryDirectory() as tmp:
         photo = make_photo(case, Path(tmp))
@@ -59,9 +60,9 @@ def run_case(case: str, repeat: int, size: int) -> dict:
         for _ in range(repeat):
             c0 = time.process_time()
             t0 = time.perf_counter()
-            image = align.load_photo(photo)
+            image = load_photo(photo)
             t1 = time.perf_counter()
-            pixels = align.detection_pixels(photo, image)
+            pixels = detection_pixels(photo, image)
             faces = align.detect_faces(pixels)
             t2 = time.perf_counter()
             out = align.align_image(image, faces[0].landmarks, size)

@@ -154,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
         if args.export:
-            path = trainer.export(args.export, dataset=f"{Path(args.data).name}: {len(images)} faces")
+            from babygan.utkface import CROP
+
+            # the crop parents must be aligned with: the training faces' own (UTKFace's crop has none)
+            info = {"crop": CROP} if args.crop == "aligned" else {"crop": {"recipe": "utkface"}}
+            info.update(name="babygan built-in (UTKFace)", licence="UTKFace: non-commercial research only")
+            dataset = f"{Path(args.data).name}: {len(images)} faces"
+            path = trainer.export(args.export, dataset=dataset, info=info)
             print(f"exported the EMA generator to {path} ({path.stat().st_size / 1e6:.1f} MB) and its card")
     except BabyganError as exc:
         print(f"error: {exc}", file=sys.stderr)

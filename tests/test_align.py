@@ -24,11 +24,10 @@ from babygan.align import (
     align_photo,
     align_photo_all,
     detect_faces,
-    detection_pixels,
-    load_photo,
 )
 from babygan.cli import main
 from babygan.errors import BabyganError, ModelFileError
+from babygan.photo import detection_pixels, load_photo
 
 # ----------------------------------------------------------------------- test photos
 

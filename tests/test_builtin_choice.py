@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import shared_path
 
+import babygan.builtin as builtin_pkg
 from babygan import model_choice, models
 from babygan.cli import main
 from babygan.errors import ModelFileError
@@ -31,14 +32,14 @@ def _make_model(folder: Path, *, directions: bool = True, seed: int = 0) -> Path
     G = random_generator(32, fmap_max=16, seed=seed)
     G.info = {"crop": dict(CROP), "name": "tiny stand-in", "licence": "test only"}
     if directions:
-        G.info["directions"] = model_choice.BUILTIN_DIRECTIONS
-        own = folder / model_choice.BUILTIN_DIRECTIONS
+        G.info["directions"] = builtin_pkg.BUILTIN_DIRECTIONS
+        own = folder / builtin_pkg.BUILTIN_DIRECTIONS
         own.mkdir(parents=True)
         rng = np.random.default_rng(1)
         for name in ("age", "gender"):
             np.save(own / f"{name}.npy", (rng.standard_normal((G.num_layers, G.w_dim)) * 0.5).astype("f4"))
     folder.mkdir(parents=True, exist_ok=True)
-    return G.save(folder / model_choice.BUILTIN_FILE)
+    return G.save(folder / builtin_pkg.BUILTIN_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +60,15 @@ def attribute_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def builtin(stand_in: Path, attribute_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(model_choice, "builtin_model_path", lambda: stand_in)
+    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: stand_in)
     monkeypatch.setattr("babygan.attributes.builtin_path", lambda: attribute_file)
     return stand_in
 
 
 @pytest.fixture
 def no_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    absent = tmp_path / "nowhere" / model_choice.BUILTIN_FILE
-    monkeypatch.setattr(model_choice, "builtin_model_path", lambda: absent)
+    absent = tmp_path / "nowhere" / builtin_pkg.BUILTIN_FILE
+    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: absent)
     return absent
 
 
@@ -137,7 +138,7 @@ def test_generate_with_no_model_uses_builtin_and_says_so(builtin, tmp_path):
 def test_models_list_shows_builtin(builtin):
     res = _run(["models", "list"])
     assert res.exit_code == 0, res.output
-    (row,) = [line for line in res.output.splitlines() if line.startswith(model_choice.BUILTIN_FILE)]
+    (row,) = [line for line in res.output.splitlines() if line.startswith(builtin_pkg.BUILTIN_FILE)]
     assert "builtin" in row and "shipped" in row and "non-commercial" in row
     assert "kB" in row or "MB" in row
     assert _run(["models", "path", "builtin"]).output.strip() == str(builtin)
@@ -174,7 +175,7 @@ def test_predict_on_builtin_end_to_end(builtin, tmp_path, monkeypatch):
     assert model["name"] == "builtin" and model["crop"] == CROP and model["directions_from"] == "model"
     assert model["resolution"] == 32
     age_file = Path(record["directions"]["age"]["path"])
-    assert age_file.parent == builtin.parent / model_choice.BUILTIN_DIRECTIONS
+    assert age_file.parent == builtin.parent / builtin_pkg.BUILTIN_DIRECTIONS
     estimate = record["estimate"]
     assert isinstance(estimate["age"], float) and 0.0 <= estimate["p_female"] <= 1.0
     assert estimate["gender"] in ("female", "male") and estimate["face_crop"]["scale"] == 0.7
@@ -230,15 +231,15 @@ def test_offline_lists_missing_directions_of_a_model_without_its_own(tmp_path):
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
 def test_broken_model_file_is_one_line(builtin, tmp_path, monkeypatch, how):
     data = builtin.read_bytes()
-    broken = tmp_path / "pkg" / model_choice.BUILTIN_FILE
+    broken = tmp_path / "pkg" / builtin_pkg.BUILTIN_FILE
     broken.parent.mkdir()
     broken.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"PK" + b"x" * 99}[how])
-    monkeypatch.setattr(model_choice, "builtin_model_path", lambda: broken)
+    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: broken)
     for model in ("builtin", broken):
         res = _run(["generate", "-m", model, "--seeds", "0", "-o", tmp_path / "g"])
         assert res.exit_code == 1
         (line,) = _error_lines(res.output)
-        assert model_choice.BUILTIN_FILE in line
+        assert builtin_pkg.BUILTIN_FILE in line
         assert "Traceback" not in res.output
 
 
@@ -264,12 +265,12 @@ def test_ship_builtin_records_its_directions(tmp_path, monkeypatch):
     for name in ("age", "gender"):
         np.save(learned / f"{name}.npy", np.zeros((8, 512), np.float32))
     (learned / "directions.json").write_text("{}")
-    target = tmp_path / "pkg" / model_choice.BUILTIN_FILE
-    monkeypatch.setattr(model_choice, "builtin_model_path", lambda: target)
+    target = tmp_path / "pkg" / builtin_pkg.BUILTIN_FILE
+    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: target)
     assert model_choice.ship_builtin(trained, learned) == target
     from babygan.session import Session
 
     session = Session("builtin")
     assert session.direction_names() == ["age", "gender"]
     assert session.crop_scale == 0.7
-    assert session.generator.info["directions"] == model_choice.BUILTIN_DIRECTIONS
+    assert session.generator.info["directions"] == builtin_pkg.BUILTIN_DIRECTIONS

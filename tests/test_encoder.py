@@ -298,14 +298,14 @@ def test_unreachable_vgg16_download_fails_clearly(G, targets, tmp_path, monkeypa
     )
     monkeypatch.setenv("BABYGAN_MANIFEST", str(manifest))
     monkeypatch.setenv("BABYGAN_MIRROR", dead)
-    from babygan import models
+    from babygan import registry
 
-    models._load_manifest.cache_clear()
+    registry._load_manifest.cache_clear()
     try:
         with pytest.raises(ModelFileError) as info:
             encode(G, images, EncoderSettings(iterations=2, init="dlatent_avg"), progress=False)
     finally:
-        models._load_manifest.cache_clear()
+        registry._load_manifest.cache_clear()
     message = str(info.value)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "--perceptual pixel" in message

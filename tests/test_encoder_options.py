@@ -13,7 +13,7 @@ import pytest
 
 from babygan.encoder import Encoder, EncoderSettings
 from babygan.encoder import mask as masks_mod
-from babygan.encoder.encoder import Plateau
+from babygan.encoder.step import Plateau
 from babygan.errors import BabyganError
 
 # pixel loss (no VGG16 file), dlatent_avg start, a learning rate this tiny generator takes;

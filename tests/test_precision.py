@@ -33,7 +33,9 @@ def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
     ],
 )
 def test_auto_follows_the_cpu(monkeypatch, tmp_path, flags, chosen, words):
-    monkeypatch.setattr(precision, "_gpu_has_bf16", lambda: None)
+    from babygan import backend
+
+    monkeypatch.setattr(backend, "gpu_bf16", lambda: None)
     info, read = _cpuinfo(tmp_path, flags), precision.cpu_bf16_flags
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: read(info))
     got, reason = precision.resolve_precision("auto")

@@ -105,6 +105,10 @@ def test_export_loads_and_renders(run: SimpleNamespace) -> None:
     assert images.shape == (2, 16, 16, 3) and np.all(np.isfinite(images))
     card = run.gen.with_suffix(".md").read_text()
     assert "non-commercial" in card and "10 steps of batch 4" in card
+    # the file says how parents must be cropped for it (babygan aligns them so)
+    from babygan.utkface import CROP
+
+    assert G.info["crop"] == CROP and "UTKFace" in G.info["licence"]
 
 
 def test_script_bad_data_is_one_line_error(tmp_path: Path) -> None:

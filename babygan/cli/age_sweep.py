@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import PHOTO, AgeRange, SessionOptions, child_options, session_options
+from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan.cli.params import PHOTO, AgeRange
 
 if TYPE_CHECKING:
     from babygan.latent import Age

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import SeedList, model_option, offline_option, precision_option
+from babygan.cli.options import model_option, offline_option, precision_option
+from babygan.cli.params import SeedList
 
 
 @click.command()

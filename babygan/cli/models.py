@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from babygan import models as registry
+from babygan import models as model_files
 
 
 @click.group()
@@ -12,7 +12,7 @@ def models() -> None:
     """Model files: list, fetch, verify, path."""
 
 
-def _state(status: registry.FileStatus) -> tuple[str, str]:
+def _state(status: model_files.FileStatus) -> tuple[str, str]:
     if not status.present:
         return "absent", "-"
     if not status.entry.pinned:
@@ -26,36 +26,36 @@ def list_models() -> None:
     from babygan.texttable import text_table
 
     rows = []
-    for entry in registry.manifest().values():
-        present, verified = _state(registry.file_status(entry))
-        size = registry.human_size(entry.size)
+    for entry in model_files.manifest().values():
+        present, verified = _state(model_files.file_status(entry))
+        size = model_files.human_size(entry.size)
         rows.append((entry.name, ",".join(entry.aliases) or "-", size, present, verified, entry.licence))
     rows.append(_builtin_row())
     click.echo(text_table(("NAME", "ALIASES", "SIZE", "PRESENT", "VERIFIED", "LICENCE"), rows))
-    click.echo(f"\nmodels directory: {registry.models_dir()}")
+    click.echo(f"\nmodels directory: {model_files.models_dir()}")
 
 
 def _builtin_row() -> tuple[str, ...]:
     """babygan's own model: shipped in the package (its directions folder counted in its size)."""
-    from babygan import model_choice as mc
+    from babygan import builtin
 
-    path = mc.builtin_model_path()
+    path = builtin.builtin_model_path()
     if not path.is_file():
-        return (mc.BUILTIN_FILE, mc.BUILTIN, "-", "not in this build", "-", mc.BUILTIN_LICENCE)
-    folder = path.parent / mc.BUILTIN_DIRECTIONS
+        return (builtin.BUILTIN_FILE, builtin.BUILTIN, "-", "not in this build", "-", builtin.BUILTIN_LICENCE)
+    folder = path.parent / builtin.BUILTIN_DIRECTIONS
     extra = sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
-    size = registry.human_size(path.stat().st_size + extra)
-    return (mc.BUILTIN_FILE, mc.BUILTIN, size, "shipped", "-", mc.BUILTIN_LICENCE)
+    size = model_files.human_size(path.stat().st_size + extra)
+    return (builtin.BUILTIN_FILE, builtin.BUILTIN, size, "shipped", "-", builtin.BUILTIN_LICENCE)
 
 
 @models.command("fetch")
 @click.argument("names", nargs=-1)
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every file in the registry.")
+@click.option("--all", "fetch_all", is_flag=True, help="Fetch every file in the model_files.")
 @click.option("--force", is_flag=True, help="Download again even when a verified copy is present.")
 def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
     """Download NAMES (file names or aliases) into the models directory, verified."""
     if fetch_all:
-        names = tuple(registry.manifest())
+        names = tuple(model_files.manifest())
     if not names:
         raise click.UsageError("name at least one file, or pass --all (see `babygan models list`)")
     from babygan.cli import os_error_text
@@ -63,17 +63,17 @@ def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
     failed = []
     for name in names:
         if name == "builtin":
-            from babygan.model_choice import builtin_model_file
+            from babygan.builtin import builtin_model_file
 
             try:
                 click.echo(f"{builtin_model_file()} (ships with babygan: nothing to fetch)")
-            except registry.ModelFileError as exc:
+            except model_files.ModelFileError as exc:
                 click.echo(f"Error: {exc}", err=True)
                 failed.append(name)
             continue
         try:
-            path = registry.fetch(name, force=force, echo=lambda m: click.echo(m, err=True))
-        except (registry.ModelFileError, OSError) as exc:
+            path = model_files.fetch(name, force=force, echo=lambda m: click.echo(m, err=True))
+        except (model_files.ModelFileError, OSError) as exc:
             text = os_error_text(exc) if isinstance(exc, OSError) else str(exc)
             click.echo(f"Error: {text}", err=True)
             failed.append(name)
@@ -86,9 +86,9 @@ def fetch(names: tuple[str, ...], fetch_all: bool, force: bool) -> None:
 @models.command("verify")
 @click.argument("names", nargs=-1)
 def verify(names: tuple[str, ...]) -> None:
-    """Re-hash the files present (or NAMES) and compare them with the registry."""
+    """Re-hash the files present (or NAMES) and compare them with the model_files."""
     bad = 0
-    for status in registry.verify(names or None):
+    for status in model_files.verify(names or None):
         if not status.present:
             if names:
                 click.echo(f"{status.entry.name}: absent ({status.path})")
@@ -113,8 +113,8 @@ def verify(names: tuple[str, ...]) -> None:
 def path(name: str) -> None:
     """Print where NAME lives in the models directory (present or not)."""
     if name == "builtin":
-        from babygan.model_choice import builtin_model_path
+        from babygan.builtin import builtin_model_path
 
         click.echo(str(builtin_model_path()))
         return
-    click.echo(str(registry.model_path(registry.lookup(name))))
+    click.echo(str(model_files.model_path(model_files.lookup(name))))

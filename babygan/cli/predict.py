@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import PHOTO, SessionOptions, child_options, session_options
+from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan.cli.params import PHOTO
 
 if TYPE_CHECKING:
     from babygan.pipeline import ChildOptions

@@ -23,6 +23,7 @@ from babygan.encoder import cache
 from babygan.encoder.images import check_images, image_seed, resize_uint8, sharpen
 from babygan.encoder.mask import mask_digest, resize_masks
 from babygan.encoder.settings import EncoderSettings
+from babygan.encoder.step import Plateau
 from babygan.errors import BabyganError, first_line
 from babygan.stylegan import Generator
 
@@ -466,29 +467,6 @@ class Encoder:
                 out[i] = cached
                 log.info("encoder: image %d found in the latent cache (%s)", i, path.name)
         return missing
-
-
-class Plateau:
-    """pbaylies' early stopping, per image: each step ``avg = avg / 2 + (previous - this loss)``
-    (the first difference starts it); an image stops once ``avg < threshold`` has held for
-    more than ``patience`` consecutive steps."""
-
-    def __init__(self, n: int, threshold: float, patience: int) -> None:
-        self.threshold, self.patience = float(threshold), int(patience)
-        self.prev: np.ndarray | None = None
-        self.avg = np.full(n, np.nan)
-        self.count = np.zeros(n, np.int64)
-
-    def update(self, loss: np.ndarray) -> np.ndarray:
-        """Feed one step's (N,) losses; returns the (N,) bool of the images that stop now."""
-        loss = np.asarray(loss, np.float64)
-        if self.prev is not None:
-            drop = self.prev - loss
-            first = np.isnan(self.avg)
-            self.avg = np.where(first, drop, 0.5 * self.avg + drop)
-            self.count = np.where(~first & (self.avg < self.threshold), self.count + 1, 0)
-        self.prev = loss
-        return self.count > self.patience
 
 
 def load_init_file(path: Path, G: Generator) -> np.ndarray:

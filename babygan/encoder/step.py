@@ -100,3 +100,26 @@ def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
         return w_new, m, v, per_image
 
     return backend.jit(step)
+
+
+class Plateau:
+    """pbaylies' early stopping, per image: each step ``avg = avg / 2 + (previous - this loss)``
+    (the first difference starts it); an image stops once ``avg < threshold`` has held for
+    more than ``patience`` consecutive steps."""
+
+    def __init__(self, n: int, threshold: float, patience: int) -> None:
+        self.threshold, self.patience = float(threshold), int(patience)
+        self.prev: np.ndarray | None = None
+        self.avg = np.full(n, np.nan)
+        self.count = np.zeros(n, np.int64)
+
+    def update(self, loss: np.ndarray) -> np.ndarray:
+        """Feed one step's (N,) losses; returns the (N,) bool of the images that stop now."""
+        loss = np.asarray(loss, np.float64)
+        if self.prev is not None:
+            drop = self.prev - loss
+            first = np.isnan(self.avg)
+            self.avg = np.where(first, drop, 0.5 * self.avg + drop)
+            self.count = np.where(~first & (self.avg < self.threshold), self.count + 1, 0)
+        self.prev = loss
+        return self.count > self.patience

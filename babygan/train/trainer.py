@@ -444,17 +444,20 @@ class Trainer:
         save_png(out / "samples.png", grid, meta)
         return path
 
-    def export(self, path: str | os.PathLike[str], *, dataset: str = "", card: bool = True) -> Path:
-        """Write the EMA generator in babygan's npz format (float32; dlatent_avg = mean w of
-        4096 latents), and beside it ``<stem>.md``, a model card with the run's facts."""
+    def export(
+        self, path: str | os.PathLike[str], *, dataset: str = "", card: bool = True, info: dict | None = None
+    ) -> Path:
+        """Write the EMA generator in babygan's npz format (float16 storage; dlatent_avg = mean w
+        of 4096 latents) and beside it ``<stem>.md``, a model card with the run's facts.
+        ``info`` (``Generator.info``) records above all the ``crop`` parents must be aligned with."""
         params = self.ema_params()
         params["dlatent_avg"] = self.mean_w()
         digest = hashlib.sha256()
         for name in sorted(params):
             digest.update(name.encode())
             digest.update(params[name].tobytes())
-        gen = Generator(self.gconfig, params, source_sha256=digest.hexdigest())
-        path = gen.save(path)
+        gen = Generator(self.gconfig, params, source_sha256=digest.hexdigest(), info=info)
+        path = gen.save(path, storage="float16")
         if card:
             from babygan.atomic import write_text_atomic
 

@@ -232,13 +232,13 @@ class WebService:
     def _read_photo(self, photo_id: str, name: str, path: Path) -> Photo:
         from PIL import Image
 
-        from babygan import align
+        from babygan import align, photo
 
         try:
-            image = align.load_photo(path)  # the decompression-bomb guard and every format check
+            image = photo.load_photo(path)  # the decompression-bomb guard and every format check
         except BabyganError as exc:
             raise WebError(_rename(str(exc), path, name)) from exc
-        faces = align.detect_faces(align.detection_pixels(path, image))
+        faces = align.detect_faces(photo.detection_pixels(path, image))
         if not faces:
             raise WebError(f"{name}: no face found; use a photo where the face is clearly visible")
         height, width = image.shape[:2]
