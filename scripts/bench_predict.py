@@ -61,6 +61,18 @@ def _directions(folder: Path, num_layers: int, w_dim: int) -> tuple[Path, str]:
     return d, "random"
 
 
+def _random_vgg16(path: Path) -> Path:
+    """A randomly initialised Keras VGG16 (no top) saved in the legacy .h5 layout of the registry file."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    model = keras.applications.VGG16(include_top=False, weights=None)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -77,6 +89,12 @@ def main() -> None:
     )
     ap.add_argument("--frames", type=int, default=19)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument(
+        "--random-vgg16",
+        action="store_true",
+        help="with --perceptual vgg16: a randomly initialised VGG16 in the registry file's layout "
+        "(the real file cannot be fetched offline; the cost is the same)",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
@@ -114,8 +132,14 @@ def main() -> None:
     aligned = [align_photo(p, output_size=G.resolution).image for p in (father, mother)]
     figures["align_two_photos_s"] = round(time.perf_counter() - t, 2)
 
+    vgg16: dict[str, str] = {}
+    if args.perceptual == "vgg16" and args.random_vgg16:
+        vgg16 = {"vgg16_weights": str(_random_vgg16(tmp / "vgg16_random_notop.h5"))}
+        figures["vgg16_weights"] = "random, registry layout"
     iters_a = args.default_iterations if args.full else args.iterations_a
-    settings = EncoderSettings(iterations=iters_a, perceptual=args.perceptual, precision=args.precision)
+    settings = EncoderSettings(
+        iterations=iters_a, perceptual=args.perceptual, precision=args.precision, **vgg16
+    )
     session = Session(
         model, directions_dir=directions, encoder=settings, progress=False, precision=args.precision
     )
@@ -127,7 +151,7 @@ def main() -> None:
 
     if not args.full:
         settings_b = EncoderSettings(
-            iterations=args.iterations_b, perceptual=args.perceptual, precision=args.precision
+            iterations=args.iterations_b, perceptual=args.perceptual, precision=args.precision, **vgg16
         )
         encoder = Encoder(G, settings_b)
         encoder.encode(np.stack(aligned), progress=False)  # compiles its step
