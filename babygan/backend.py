@@ -125,7 +125,7 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, reduce_retracing=True, jit_compile=False)
+        return tf.function(fn, jit_compile=False)
     if backend == "jax":
         import jax
 

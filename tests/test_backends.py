@@ -84,18 +84,26 @@ def test_cli_generate_runs_under_jax_and_names_the_backend(tmp_path):
 
 @needs_jax
 @pytest.mark.slow
-def test_predict_and_age_sweep_run_under_jax(tmp_path):
-    """The whole child pipeline (align, encode, blend, edit, render, GIF) in a JAX process."""
+def test_predict_age_sweep_batch_and_encode_run_under_jax(tmp_path):
+    """The whole child pipeline (align, encode, blend, edit, render, GIF) in JAX processes."""
     from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
 
     model, directions = make_tiny_model(tmp_path)
     dad, mum = make_photos(tmp_path)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"father,mother\n{dad.name},{mum.name}\n")
     env = {**_jax_env(), "BABYGAN_HOME": str(tmp_path / "home")}
-    common = ["-m", str(model), "--directions", str(directions), *FAST_ENCODER]
-    for command, extra in (("predict", []), ("age-sweep", ["--ages", "1:40:3", "--gif"])):
+    common = ["-m", str(model), *FAST_ENCODER]
+    edits = ["--directions", str(directions)]
+    for command, args in (
+        ("predict", [str(dad), str(mum), *edits]),
+        ("age-sweep", [str(dad), str(mum), *edits, "--ages", "1:40:3", "--gif"]),
+        ("batch", [str(pairs), *edits]),
+        ("encode", [str(dad)]),
+    ):
         out = tmp_path / command
         run = subprocess.run(
-            [sys.executable, "-m", "babygan", command, str(dad), str(mum), *common, *extra, "-o", str(out)],
+            [sys.executable, "-m", "babygan", command, *args, *common, "-o", str(out)],
             env=env,
             capture_output=True,
             text=True,
@@ -105,3 +113,5 @@ def test_predict_and_age_sweep_run_under_jax(tmp_path):
         assert "Keras backend jax" in run.stderr
     assert (tmp_path / "predict" / "child.png").is_file()
     assert (tmp_path / "age-sweep" / "age_sweep.gif").is_file()
+    assert (tmp_path / "batch" / "batch.json").is_file()
+    assert (tmp_path / "encode" / f"{dad.stem}.npy").is_file()
