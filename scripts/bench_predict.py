@@ -98,7 +98,8 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
-    os.environ.setdefault("BABYGAN_HOME", str(tmp / "home"))
+    # a fresh cache: "new parents" must never be found in an earlier run's latent cache
+    os.environ["BABYGAN_HOME"] = str(tmp / "home")
     from babygan import backend, outputs, pipeline
     from babygan.align import align_photo
     from babygan.encoder import Encoder, EncoderSettings
