@@ -22,11 +22,6 @@ from babygan.errors import BabyganError
 PIXEL = EncoderSettings(iterations=6, lr=0.05, perceptual="pixel", init="dlatent_avg", clip=5.0)
 
 
-@pytest.fixture(autouse=True)
-def _fp32(monkeypatch):
-    monkeypatch.setenv("BABYGAN_PRECISION", "fp32")
-
-
 @pytest.fixture(scope="module")
 def G():
     from babygan.stylegan import random_generator
