@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,9 +38,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="babygan-out/train",
         help="run folder: checkpoint/, samples, log (default %(default)s)",
     )
+    p.add_argument(
+        "--recipe",
+        choices=("autoencoder", "gan"),
+        default="autoencoder",
+        help="autoencoder: E + synthesis on reconstruction, then adversarial sharpening (the CPU "
+        "recipe of the shipped model; default); gan: StyleGAN from scratch (a GPU's work)",
+    )
+    p.add_argument(
+        "--holdout", default=None, help="autoencoder: held-out faces (packed .npz) evaluated as it trains"
+    )
+    p.add_argument(
+        "--ae-kimg", type=float, default=None, help="autoencoder: length of stage 1 (default: its config's)"
+    )
     p.add_argument("--resolution", type=int, default=64, help="64 or 128 (default %(default)s)")
     p.add_argument(
-        "--kimg", type=float, default=3000, help="train until this many thousand images (default %(default)s)"
+        "--kimg", type=float, default=None, help="train until this many thousand images (default: the recipe's)"
     )
     p.add_argument(
         "--minutes", type=float, default=None, help="stop this chunk after so many minutes (saving first)"
@@ -100,6 +112,63 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _autoencoder_settings(args: argparse.Namespace) -> dict[str, object]:
+    given = {
+        "resolution": args.resolution,
+        "batch": args.batch,
+        "fmap_base": args.fmap_base,
+        "fmap_max": args.fmap_max,
+        "dlatent_size": args.latent,
+        "lr": args.lr,
+        "d_lr": args.lr,
+        "r1_gamma": args.gamma,
+        "ae_kimg": args.ae_kimg,
+        "total_kimg": args.kimg,
+        "seed": args.seed,
+    }
+    if args.fp32:
+        given["mixed_precision"] = False
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
+    from babygan.errors import BabyganError
+    from babygan.train import load_images
+    from babygan.train.autoencoder import AutoencoderTrainer
+    from babygan.train.checkpoint import has_checkpoint
+    from babygan.train.config import AutoencoderConfig
+
+    holdout = load_images(args.holdout, args.resolution) if args.holdout else None
+    ckpt = out / "checkpoint"
+    if has_checkpoint(ckpt) and args.resume != "no":
+        trainer = AutoencoderTrainer.resume(ckpt, total_kimg=args.kimg)
+        print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.1f} (step {trainer.step})")
+    elif args.resume == "yes":
+        raise BabyganError(f"{ckpt}: no checkpoint to resume")
+    elif has_checkpoint(ckpt):
+        raise BabyganError(f"{ckpt}: a checkpoint is already there (--resume no refuses to overwrite it)")
+    else:
+        trainer = AutoencoderTrainer(AutoencoderConfig(**_autoencoder_settings(args)))  # type: ignore[arg-type]
+    c = trainer.config
+    print(
+        f"autoencoder recipe: {c.resolution} px, batch {c.batch}, fmap {c.fmap_base}/{c.fmap_max}, "
+        f"w {c.dlatent_size}, {'bf16' if c.mixed_precision else 'fp32'}, stage 1 to {c.ae_kimg:g} kimg, "
+        f"adversarial to {c.total_kimg:g} kimg"
+    )
+    trainer.train(
+        images,
+        out,
+        holdout=holdout,
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        report_seconds=args.report_seconds,
+        eval_kimg=args.sample_kimg,
+        print_fn=lambda line: print(line, flush=True),
+    )
+    print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -120,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         from babygan import backend
 
         backend.start()  # logs the backend and its device
+        if args.recipe == "autoencoder":
+            return _run_autoencoder(args, images, out)
         from babygan.train import Trainer
         from babygan.train.checkpoint import has_checkpoint
 

@@ -109,7 +109,8 @@ def hash_normal(shape: tuple[int, ...], seed, stream: int = 0):
     """
     size = math.prod(shape)
     half = (size + 1) // 2
-    counter = ops.arange(half, dtype="uint32")
+    # TensorFlow has no CPU kernel for a uint32 range: count in int32, then reinterpret
+    counter = ops.cast(ops.arange(half, dtype="int32"), "uint32")
     seed = ops.cast(seed, "uint32")
     k1 = _hash_u32(ops.add(ops.multiply(seed, np.uint32(2654435761)), np.uint32(2 * stream + 1)))
     k2 = _hash_u32(ops.add(ops.multiply(seed, np.uint32(2654435761)), np.uint32(2 * stream + 2)))

@@ -87,3 +87,75 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The built-in model's CPU recipe: an autoencoder whose decoder is the StyleGAN synthesis
+    network, then adversarial sharpening.
+
+    Stage 1 (until ``ae_kimg`` thousand images): E (face -> W+) and the synthesis network are
+    trained jointly on reconstruction alone (multi-scale L1 + MS-SSIM). Stage 2 (until
+    ``total_kimg``): the discriminator joins, on reconstructions and on decodes of codes
+    blended between two faces (what a child prediction draws), with the non-saturating loss
+    weighted ``adv_weight`` beside the reconstruction loss, lazy R1 and DiffAugment.
+    """
+
+    resolution: int = 64
+    fmap_base: int = 4096
+    fmap_max: int = 128
+    dlatent_size: int = 256
+    batch: int = 32
+    lr: float = 0.002  # E and G (Adam beta1 0.9: a regression, not a GAN)
+    d_lr: float = 0.002
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    adam_eps: float = 1e-8
+    msssim_weight: float = 1.0
+    adv_weight: float = 0.1
+    r1_gamma: float = 0.05
+    r1_interval: int = 16
+    augment: str = "color,translation,cutout"  # DiffAugment for what D sees in stage 2
+    xflip: bool = True
+    ema_kimg: float = 2.0
+    mixed_precision: bool = True
+    ae_kimg: float = 100.0
+    total_kimg: float = 112.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.generator_config()
+        if self.batch < 2 or self.batch % 2:
+            raise ValueError(f"batch must be an even number >= 2, not {self.batch}")
+        if not 0 < self.ae_kimg <= self.total_kimg:
+            raise ValueError("ae_kimg must be > 0 and <= total_kimg")
+        unknown = {p for p in self.augment.split(",") if p} - {"color", "translation", "cutout"}
+        if unknown:
+            raise ValueError(f"unknown augmentations {sorted(unknown)} (known: color, translation, cutout)")
+
+    @property
+    def policy(self) -> tuple[str, ...]:
+        return tuple(p for p in self.augment.split(",") if p)
+
+    def generator_config(self) -> GeneratorConfig:
+        # no mapping network is trained: the model's z -> W+ map is fitted to E's codes afterwards
+        return GeneratorConfig(
+            resolution=self.resolution,
+            fmap_base=self.fmap_base,
+            fmap_max=self.fmap_max,
+            latent_size=self.dlatent_size,
+            dlatent_size=self.dlatent_size,
+            mapping_layers=1,
+            mapping_fmaps=self.dlatent_size,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AutoencoderConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**data)
