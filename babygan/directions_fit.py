@@ -205,18 +205,22 @@ def measured_age_slope(
     coeff: float = 2.0,
     batch_size: int = 32,
 ) -> float:
-    """Years of predicted age per unit coeff when ``coeff * direction`` (``(D,)``) is added to
-    the first ``layers`` layers of the dlatents of ``w (M, D)`` (central difference)."""
+    """Years of predicted age per unit coeff when ``coeff * direction`` (``(D,)`` or ``(L, D)``) is
+    added to the first ``layers`` layers of the dlatents ``w`` (``(M, D)``, one w for every
+    layer, or ``(M, L, D)``), by central difference."""
     from babygan.stylegan import to_uint8
 
     layers = min(max(layers, 1), G.num_layers)
+    step = np.broadcast_to(np.asarray(direction, np.float32), (G.num_layers, G.w_dim))[:layers]
     diffs = []
     for start in range(0, len(w), batch_size):
-        chunk = np.repeat(w[start : start + batch_size, None, :], G.num_layers, axis=1).astype(np.float32)
+        chunk = np.asarray(w[start : start + batch_size], np.float32)
+        if chunk.ndim == 2:  # one w for every layer
+            chunk = np.repeat(chunk[:, None, :], G.num_layers, axis=1)
         shifted = []
         for sign in (1.0, -1.0):
             moved = chunk.copy()
-            moved[:, :layers] += np.float32(sign * coeff) * direction.astype(np.float32)
+            moved[:, :layers] += np.float32(sign * coeff) * step
             shifted.append(np.asarray(scorer(to_uint8(G.synthesis(moved)))[0], np.float64))
         diffs.append((shifted[0] - shifted[1]) / (2 * coeff))
     return float(np.mean(np.concatenate(diffs)))
@@ -299,6 +303,64 @@ def fit_directions(
     }
     for name, d in directions.items():
         report[name]["norm_per_layer"] = round(float(np.linalg.norm(d[0])), 4)
+    return FittedDirections(directions=directions, report=report)
+
+
+def fit_wplus_directions(
+    G: GeneratorLike,
+    w: np.ndarray,
+    ages: np.ndarray,
+    p_female: np.ndarray,
+    *,
+    scorer: Scorer | None = None,
+    alpha: float = 1e-3,
+    layers: int = 8,
+    calibration_samples: int = 128,
+    seed: int = 0,
+    source: str = "",
+) -> FittedDirections:
+    """Age and gender directions in W+ (a w per layer) from codes ``w`` float (N, L, D) and
+    their labels (ages (N,) years, p_female (N,) in [0, 1]: real labels of encoded faces, or
+    an attribute model's scores of samples).
+
+    The same models as :func:`fit_directions` on the flattened codes (ridge for age,
+    logistic for gender, gender made orthogonal to age), returned as ``(L, D)`` arrays that
+    differ per layer. With a ``scorer``, the age direction is calibrated as there: added to
+    the first ``layers`` layers of ``calibration_samples`` codes, rescaled to -5 years per unit.
+    """
+    w = np.asarray(w, np.float32)
+    n, L, D = w.shape
+    flat = w.reshape(n, L * D)
+    a_age, r2 = ridge_direction(flat, ages, alpha)
+    u_age = _unit(a_age, "age")
+    slope = float(np.linalg.norm(a_age))
+    age_vec = (-YEARS_PER_COEFF / slope * u_age).reshape(L, D)
+    report: dict[str, Any] = {
+        "source": source,
+        "samples": int(n),
+        "alpha": alpha,
+        "units": UNITS,
+        "age": {"r2": round(r2, 4), "years_per_unit_w": round(slope, 4), "label_std": float(np.std(ages))},
+    }
+    if scorer is not None:
+        pick = np.random.default_rng([seed, 1]).choice(n, size=min(calibration_samples, n), replace=False)
+        measured = measured_age_slope(G, scorer, w[pick], age_vec, layers=layers)
+        report["age"]["measured_years_per_coeff_before"] = round(measured, 4)
+        if measured < -0.1 * YEARS_PER_COEFF:
+            age_vec = age_vec * (YEARS_PER_COEFF / -measured)
+            report["age"]["calibrated_on_layers"] = layers
+    a_gender, accuracy = logistic_direction(flat, p_female, alpha)
+    g = _unit(a_gender, "gender")
+    cos_before = float(g @ u_age)
+    g = _unit(g - cos_before * u_age, "gender (orthogonal to age)")
+    sigma = float(np.std((flat - flat.mean(axis=0)) @ g))
+    report["gender"] = {
+        "accuracy": round(accuracy, 4),
+        "cosine_with_age_before_orthogonalising": round(cos_before, 4),
+        "w_std_along_direction": round(sigma, 4),
+        "female_share": float(np.mean(np.asarray(p_female) > 0.5)),
+    }
+    directions = {"age": age_vec.astype(np.float32), "gender": (g * sigma).reshape(L, D).astype(np.float32)}
     return FittedDirections(directions=directions, report=report)
 
 

@@ -109,16 +109,19 @@ def age_response(
     samples: int = 64,
     seed: int = 0,
     truncation_psi: float = 0.7,
+    w: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Requested age vs the mean estimated age of ``samples`` faces moved along ``age_direction``.
 
     Moves the first 8 layers by BabyGAN's mapping (coeff = 6 - years / 5), as ``--age`` does.
     ``estimate_age``: uint8 (N, R, R, 3) -> years (N,), e.g. ``AttributeModel.predict(x)[0]``.
+    ``w`` float32 (M, L, D): sweep these dlatents (e.g. real faces' codes) instead of samples.
     """
     from babygan import latent
 
-    z = np.random.default_rng(seed).standard_normal((samples, G.z_dim)).astype(np.float32)
-    w = G.mapping(z, truncation_psi)
+    if w is None:
+        z = np.random.default_rng(seed).standard_normal((samples, G.z_dim)).astype(np.float32)
+        w = G.mapping(z, truncation_psi)
     rows = []
     for years in ages:
         moved = latent.apply_direction(w, age_direction, latent.age_to_coeff(float(years)), name="age")

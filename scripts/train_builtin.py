@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
 
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="training faces: a packed .npz, .npy, image folder or a UTKFace .tar")
@@ -51,9 +50,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ae-kimg", type=float, default=None, help="autoencoder: length of stage 1 (default: its config's)"
     )
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="autoencoder --export: the UTKFace tar the faces came from (ages and genders for the "
+        "directions; default: DATA when it is that tar)",
+    )
+    p.add_argument(
+        "--from-stage1",
+        action="store_true",
+        help="autoencoder --export: finish the checkpoint saved at the end of stage 1 (OUT/stage1)",
+    )
+    p.add_argument(
+        "--ship", action="store_true", help="autoencoder --export: also put the model into babygan/builtin/"
+    )
     p.add_argument("--resolution", type=int, default=64, help="64 or 128 (default %(default)s)")
     p.add_argument(
-        "--kimg", type=float, default=None, help="train until this many thousand images (default: the recipe's)"
+        "--kimg",
+        type=float,
+        default=None,
+        help="train until this many thousand images (default: the recipe's)",
     )
     p.add_argument(
         "--minutes", type=float, default=None, help="stop this chunk after so many minutes (saving first)"
@@ -166,7 +182,48 @@ def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
         print_fn=lambda line: print(line, flush=True),
     )
     print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
+    if args.export:
+        if args.from_stage1:
+            trainer = AutoencoderTrainer.resume(out / "stage1")
+            print(f"finishing the stage-1 checkpoint (kimg {trainer.nimg / 1000:.1f})")
+        _finish_autoencoder(args, trainer)
     return 0
+
+
+def _finish_autoencoder(args: argparse.Namespace, trainer) -> None:
+    """Fit the z -> W+ map and the directions, write the model, its directions and a report."""
+    import json
+
+    from babygan.atomic import write_text_atomic
+    from babygan.attributes import AttributeModel
+    from babygan.directions_fit import save_directions
+    from babygan.errors import BabyganError
+    from babygan.builtin import BUILTIN_LICENCE
+    from babygan.model_choice import ship_builtin
+    from babygan.train.finish import finish
+    from babygan.utkface import CROP, align_utkface
+
+    tar = args.labels or (args.data if str(args.data).endswith(".tar") else None)
+    if tar is None:
+        raise BabyganError("--export needs --labels UTKFACE.tar (the faces' ages and genders)")
+    size = trainer.config.resolution
+    train_faces = align_utkface(tar, size=size, split="train")
+    holdout = align_utkface(tar, size=size, split="holdout")
+    scorer = AttributeModel.load()
+    info = {"crop": CROP, "name": "babygan built-in (UTKFace)", "licence": BUILTIN_LICENCE}
+    t0 = time.monotonic()
+    G, directions, report = finish(trainer, train_faces, holdout, scorer.predict, info)
+    report["finish_minutes"] = round((time.monotonic() - t0) / 60, 1)
+    dest = Path(args.export)
+    model = G.save(dest / "babygan-utkface64.npz", storage="float16")
+    save_directions(directions, dest / "directions")
+    write_text_atomic(dest / "finish.json", json.dumps(report, indent=1) + "\n")
+    print(
+        f"wrote {model} ({model.stat().st_size / 1e6:.1f} MB), directions ({report['directions']['chosen']}) "
+        f"and {dest / 'finish.json'}: held-out PSNR of E alone {report['holdout_E_alone']['psnr']:.2f} dB"
+    )
+    if args.ship:
+        print(f"shipped {ship_builtin(model, dest / 'directions')}")
 
 
 def main(argv: list[str] | None = None) -> int:

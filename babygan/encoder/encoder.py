@@ -30,7 +30,6 @@ from babygan.stylegan import Generator
 log = logging.getLogger("babygan")
 
 
-
 @dataclass(frozen=True)
 class EncodeResult:
     """What :meth:`Encoder.encode` found for a batch of N aligned images."""
@@ -185,6 +184,11 @@ class Encoder:
             assert self.estimator_path is not None
             log.info("encoder: starting from the estimator's guess (%s)", self.estimator_path.name)
             return predict_dlatents(self.estimator, images), f"estimator:{self.estimator_path.name}"
+        if G.has_encoder and self.settings.init != "dlatent_avg":
+            # the model's own E (the built-in model's): a forward pass at the model's size;
+            # G's file hash (in the cache key) covers it
+            log.info("encoder: starting from the model's own image encoder")
+            return G.encode_faces(resize_uint8(images, G.resolution)), "model-encoder"
         log.info("encoder: starting from the generator's dlatent_avg")
         avg = np.asarray(G.dlatent_avg, np.float32)
         return np.broadcast_to(avg, (len(images), G.num_layers, G.w_dim)).copy(), "dlatent_avg"

@@ -232,7 +232,7 @@ def estimator_path(G: Any, settings: EncoderSettings, *, offline: bool = False) 
 
         return resolve_model_file(settings.estimator, offline=offline)
     path = _auto_path(G)
-    if path is None and settings.init == "estimator":
+    if path is None and settings.init == "estimator" and not getattr(G, "has_encoder", False):
         raise BabyganError(
             "init=estimator: no estimator for this generator; pass one (--estimator FILE, made with "
             "`babygan train-estimator`) or use the default init"

@@ -12,6 +12,13 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+MAPPING_KINDS = ("stylegan", "linear")
+# E, the image encoder a model may carry: widths min(ENCODER_WIDTH_MAX, ENCODER_WIDTH_BASE // res)
+ENCODER_PREFIX = "encoder."
+ENCODER_WIDTH_BASE = 4096
+ENCODER_WIDTH_MAX = 128
+ENCODER_HIDDEN = 512
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -33,6 +40,12 @@ class GeneratorConfig:
     fused_scale: bool | str = "auto"
     # Low-pass filter applied after each upsampling; None = no blur.
     blur_filter: tuple[float, ...] | None = (1.0, 2.0, 1.0)
+    # "stylegan": the official mapping network (z -> one w for every layer). "linear": one
+    # affine map z -> W+ (a w per layer), fitted to an encoder's codes; dlatent_avg is then
+    # (num_layers, dlatent_size), the codes' mean per layer. babygan's built-in model has it.
+    mapping_kind: str = "stylegan"
+    # Whether the file carries E, the image encoder trained with it (``encoder.*`` parameters).
+    image_encoder: bool = False
 
     def __post_init__(self) -> None:
         log2 = round(math.log2(self.resolution)) if self.resolution > 0 else 0
@@ -42,6 +55,8 @@ class GeneratorConfig:
             raise ValueError(f"fused_scale must be True, False or 'auto', not {self.fused_scale!r}")
         if self.blur_filter is not None:
             object.__setattr__(self, "blur_filter", tuple(float(v) for v in self.blur_filter))
+        if self.mapping_kind not in MAPPING_KINDS:
+            raise ValueError(f"mapping_kind must be one of {MAPPING_KINDS}, not {self.mapping_kind!r}")
         for name in ("latent_size", "dlatent_size", "mapping_layers", "mapping_fmaps", "num_channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -78,13 +93,18 @@ class GeneratorConfig:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter of our format, name -> shape (NHWC layouts), in a stable order."""
         shapes: dict[str, tuple[int, ...]] = {}
-        fan_in = self.latent_size
-        for i in range(self.mapping_layers):
-            fmaps = self.dlatent_size if i == self.mapping_layers - 1 else self.mapping_fmaps
-            shapes[f"mapping.dense{i}.weight"] = (fan_in, fmaps)
-            shapes[f"mapping.dense{i}.bias"] = (fmaps,)
-            fan_in = fmaps
-        shapes["dlatent_avg"] = (self.dlatent_size,)
+        if self.mapping_kind == "linear":
+            shapes["mapping.linear.weight"] = (self.latent_size, self.num_layers * self.dlatent_size)
+            shapes["mapping.linear.bias"] = (self.num_layers * self.dlatent_size,)
+            shapes["dlatent_avg"] = (self.num_layers, self.dlatent_size)
+        else:
+            fan_in = self.latent_size
+            for i in range(self.mapping_layers):
+                fmaps = self.dlatent_size if i == self.mapping_layers - 1 else self.mapping_fmaps
+                shapes[f"mapping.dense{i}.weight"] = (fan_in, fmaps)
+                shapes[f"mapping.dense{i}.bias"] = (fmaps,)
+                fan_in = fmaps
+            shapes["dlatent_avg"] = (self.dlatent_size,)
         shapes["synthesis.const"] = (1, 4, 4, self.nf(1))
         prev = self.nf(1)
         for layer in range(self.num_layers):
@@ -102,7 +122,36 @@ class GeneratorConfig:
             prev = ch
         shapes["synthesis.torgb.weight"] = (1, 1, prev, self.num_channels)
         shapes["synthesis.torgb.bias"] = (self.num_channels,)
+        if self.image_encoder:
+            shapes.update(self.encoder_param_shapes())
         return shapes
+
+    def encoder_width(self, res: int) -> int:
+        """Feature maps E uses at a resolution of ``res`` pixels."""
+        return min(ENCODER_WIDTH_MAX, ENCODER_WIDTH_BASE // res)
+
+    def encoder_param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """E's parameters (``babygan.stylegan.image_encoder``), name with the ``encoder.`` prefix -> shape."""
+        nf = self.encoder_width
+        top = self.resolution
+        shapes: dict[str, tuple[int, ...]] = {
+            "fromrgb.weight": (1, 1, self.num_channels, nf(top)),
+            "fromrgb.bias": (nf(top),),
+        }
+        res = top
+        while res > 4:
+            shapes[f"b{res}.conv0.weight"] = (3, 3, nf(res), nf(res))
+            shapes[f"b{res}.conv0.bias"] = (nf(res),)
+            shapes[f"b{res}.conv1.weight"] = (3, 3, nf(res), nf(res // 2))
+            shapes[f"b{res}.conv1.bias"] = (nf(res // 2),)
+            res //= 2
+        shapes["b4.conv.weight"] = (3, 3, nf(4), nf(4))
+        shapes["b4.conv.bias"] = (nf(4),)
+        shapes["b4.dense0.weight"] = (16 * nf(4), ENCODER_HIDDEN)
+        shapes["b4.dense0.bias"] = (ENCODER_HIDDEN,)
+        shapes["b4.dense1.weight"] = (ENCODER_HIDDEN, self.num_layers * self.dlatent_size)
+        shapes["b4.dense1.bias"] = (self.num_layers * self.dlatent_size,)
+        return {ENCODER_PREFIX + k: v for k, v in shapes.items()}
 
     def num_params(self, *, include_noise: bool = False) -> int:
         return sum(

@@ -60,9 +60,10 @@ class _Runtime:
         from keras import ops
 
         from babygan import backend
-        from babygan.stylegan import network
+        from babygan.stylegan import image_encoder, network
 
         self.params = {n: ops.convert_to_tensor(a) for n, a in params.items()}
+        self.encode = backend.jit(lambda p, x: image_encoder.encode(p, x, config, compute_dtype=dtype))
         self.mapping = backend.jit(lambda p, z: network.mapping(p, z, config))
         self.synthesis_stored_noise = backend.jit(
             lambda p, w: network.synthesis(p, w, config, None, compute_dtype=dtype)
@@ -77,7 +78,8 @@ class Generator:
 
     Attributes: ``config`` (GeneratorConfig), ``params`` (name -> float32 array, our NHWC
     layout, unscaled as stored officially), ``resolution``, ``num_layers``, ``z_dim``,
-    ``w_dim``, ``dlatent_avg`` (w_dim,) float32, ``source_sha256``, ``precision``
+    ``w_dim``, ``dlatent_avg`` (w_dim,) float32 (a linear-mapping model: (num_layers, w_dim)),
+    ``has_encoder`` (the file carries E, see ``encode_faces``), ``source_sha256``, ``precision``
     ("fp32" or "bf16": the compute precision of synthesis; arrays in and out are float32),
     ``info`` (what the model file says of itself, JSON-safe: e.g. ``{"crop": {"recipe": "ffhq",
     "scale": 0.7}, "name": ..., "licence": ...}``; empty for official pickles).
@@ -148,7 +150,12 @@ class Generator:
 
     @property
     def dlatent_avg(self) -> np.ndarray:
-        return self.params["dlatent_avg"]  # (w_dim,) float32
+        return self.params["dlatent_avg"]  # (w_dim,) or, linear mapping, (num_layers, w_dim) float32
+
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the model carries E, its own image encoder (babygan's built-in model does)."""
+        return self.config.image_encoder
 
     def __repr__(self) -> str:
         return (
@@ -232,6 +239,26 @@ class Generator:
     ) -> np.ndarray:
         """z (N, z_dim) -> images float32 (N, H, W, C): mapping, truncation, synthesis."""
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise=noise, seed=seed)
+
+    def encode_faces(self, faces: np.ndarray) -> np.ndarray:
+        """E's codes of aligned faces: uint8 (N, R, R, 3) at this model's crop and size -> w float32
+        (N, num_layers, w_dim). Only for a model that carries E (``has_encoder``)."""
+        if not self.has_encoder:
+            raise ValueError("this model carries no image encoder")
+        faces = np.asarray(faces)
+        r = self.resolution
+        if faces.ndim != 4 or faces.shape[1:] != (r, r, 3):
+            raise ValueError(f"faces must have shape (N, {r}, {r}, 3), not {faces.shape}")
+        from keras import ops
+
+        rt = self.runtime
+        x = faces.astype(np.float32) / np.float32(127.5) - np.float32(1.0)  # uint8 -> [-1, 1]
+        out = [ops.convert_to_numpy(rt.encode(rt.params, x[i : i + 64])) for i in range(0, len(x), 64)]
+        return (
+            np.concatenate(out).astype(np.float32)
+            if out
+            else np.zeros((0, self.num_layers, self.w_dim), np.float32)
+        )
 
     def _check_w(self, w: np.ndarray) -> np.ndarray:
         w = np.asarray(w, dtype=np.float32)

@@ -9,7 +9,8 @@ Architecture (NHWC, equalized learning rate as the discriminator's: unscaled N(0
 weights multiplied by gain / sqrt(fan_in) at run time, leaky ReLU 0.2): a 1x1 FromRGB,
 then per block a 3x3 conv and a blurred 4x4 stride-2 conv down to 4x4, a 3x3 conv there,
 a dense layer and a dense output of ``num_layers * dlatent_size`` values. No minibatch
-statistics: each image is encoded on its own. Widths ``min(width_max, width_base // res)``.
+statistics: each image is encoded on its own. Its parameters are listed by
+``GeneratorConfig.encoder_param_shapes``.
 """
 
 from __future__ import annotations
@@ -20,43 +21,11 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from babygan.stylegan.config import GeneratorConfig
+from babygan.stylegan.config import ENCODER_PREFIX, GeneratorConfig
 
 Tensor = Any
 _SQRT2 = math.sqrt(2.0)
 _BLUR = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
-PREFIX = "encoder."
-WIDTH_BASE = 4096
-WIDTH_MAX = 128
-HIDDEN = 512
-
-
-def width(res: int) -> int:
-    """Feature maps E uses at a resolution of ``res`` pixels."""
-    return min(WIDTH_MAX, WIDTH_BASE // res)
-
-
-def param_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
-    """E's parameters for a generator of ``config``, name (with the ``encoder.`` prefix) -> shape."""
-    top = config.resolution
-    shapes: dict[str, tuple[int, ...]] = {
-        "fromrgb.weight": (1, 1, config.num_channels, width(top)),
-        "fromrgb.bias": (width(top),),
-    }
-    res = top
-    while res > 4:
-        shapes[f"b{res}.conv0.weight"] = (3, 3, width(res), width(res))
-        shapes[f"b{res}.conv0.bias"] = (width(res),)
-        shapes[f"b{res}.conv1.weight"] = (3, 3, width(res), width(res // 2))
-        shapes[f"b{res}.conv1.bias"] = (width(res // 2),)
-        res //= 2
-    shapes["b4.conv.weight"] = (3, 3, width(4), width(4))
-    shapes["b4.conv.bias"] = (width(4),)
-    shapes["b4.dense0.weight"] = (16 * width(4), HIDDEN)
-    shapes["b4.dense0.bias"] = (HIDDEN,)
-    shapes["b4.dense1.weight"] = (HIDDEN, config.num_layers * config.dlatent_size)
-    shapes["b4.dense1.bias"] = (config.num_layers * config.dlatent_size,)
-    return {PREFIX + k: v for k, v in shapes.items()}
 
 
 def init_params(config: GeneratorConfig, seed: int = 0) -> dict[str, np.ndarray]:
@@ -65,7 +34,7 @@ def init_params(config: GeneratorConfig, seed: int = 0) -> dict[str, np.ndarray]
     rng = np.random.default_rng([seed, 0xE4C])
     return {
         name: (rng.standard_normal(shape) if name.endswith(".weight") else np.zeros(shape)).astype(np.float32)
-        for name, shape in param_shapes(config).items()
+        for name, shape in config.encoder_param_shapes().items()
     }
 
 
@@ -103,7 +72,7 @@ def encode(params: Any, images: Tensor, config: GeneratorConfig, *, compute_dtyp
     ``params`` holds the ``encoder.*`` entries (other entries are ignored);
     ``compute_dtype="bfloat16"`` runs the convolutions in bfloat16, the dense layers in float32.
     """
-    p = {k[len(PREFIX) :]: v for k, v in params.items() if k.startswith(PREFIX)}
+    p = {k[len(ENCODER_PREFIX) :]: v for k, v in params.items() if k.startswith(ENCODER_PREFIX)}
     dt = compute_dtype
     x = conv(ops.cast(images, dt), p, "fromrgb", dt)
     res = config.resolution
@@ -112,7 +81,7 @@ def encode(params: Any, images: Tensor, config: GeneratorConfig, *, compute_dtyp
         x = conv_down(x, p, f"b{res}.conv1", dt)
         res //= 2
     x = conv(x, p, "b4.conv", dt)
-    x = ops.reshape(ops.cast(x, "float32"), (-1, 16 * width(4)))
+    x = ops.reshape(ops.cast(x, "float32"), (-1, 16 * config.encoder_width(4)))
     w0, w1 = p["b4.dense0.weight"], p["b4.dense1.weight"]
     x = lrelu(ops.matmul(x, w0 * scale(tuple(w0.shape))) + p["b4.dense0.bias"])
     x = ops.matmul(x, w1 * scale(tuple(w1.shape), gain=1.0)) + p["b4.dense1.bias"]

@@ -52,8 +52,14 @@ def _lrelu(x: Tensor) -> Tensor:
 
 
 def mapping(params: Mapping[str, Tensor], z: Tensor, config: GeneratorConfig) -> Tensor:
-    """z float32 (N, latent_size) -> w float32 (N, num_layers, dlatent_size); no truncation."""
+    """z float32 (N, latent_size) -> w float32 (N, num_layers, dlatent_size); no truncation.
+
+    ``config.mapping_kind == "linear"``: one affine map to W+ (weights stored as they act).
+    """
     x = ops.cast(z, "float32")
+    if config.mapping_kind == "linear":
+        w = ops.matmul(x, params["mapping.linear.weight"]) + params["mapping.linear.bias"]
+        return ops.reshape(w, (-1, config.num_layers, config.dlatent_size))
     if config.normalize_latents:
         x = x * ops.rsqrt(ops.mean(ops.square(x), axis=1, keepdims=True) + _EPS)
     lrmul = config.mapping_lrmul

@@ -180,7 +180,9 @@ class AutoencoderTrainer:
             g_adv = ops.convert_to_tensor(nan)
             if adversarial:
                 fakes = ops.concatenate([recon, blend], axis=0)
-                g_adv = ops.mean(ops.softplus(-d_net(d_params, augment.augment(fakes, aug), gc, compute_dtype=dt)))
+                g_adv = ops.mean(
+                    ops.softplus(-d_net(d_params, augment.augment(fakes, aug), gc, compute_dtype=dt))
+                )
                 loss = loss + c.adv_weight * g_adv
             return loss, (ops.mean(total), ops.mean(l1), ops.mean(ms), g_adv, ops.stop_gradient(
                 ops.concatenate([recon, blend], axis=0) if adversarial else recon))  # fmt: skip
@@ -277,7 +279,9 @@ class AutoencoderTrainer:
         r = self.config.resolution
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (r, r, 3) or not len(images):
-            raise BabyganError(f"training images must be uint8 (N, {r}, {r}, 3), not {images.dtype} {images.shape}")
+            raise BabyganError(
+                f"training images must be uint8 (N, {r}, {r}, 3), not {images.dtype} {images.shape}"
+            )
         out = Path(out_dir) if out_dir is not None else None
         total = int(self.config.total_kimg * 1000)
         start = last_ckpt = time.monotonic()
@@ -341,7 +345,8 @@ class AutoencoderTrainer:
                 col = values[:, i][~np.isnan(values[:, i])]
                 record[name] = float(col.mean()) if len(col) else float("nan")
         print_fn(
-            f"kimg {record['kimg']:7.1f}  step {self.step:6d}  {record['minutes']:6.1f} min  {rate:6.1f} img/s  "
+            f"kimg {record['kimg']:7.1f}  step {self.step:6d}  {record['minutes']:6.1f} min  "
+            f"{rate:6.1f} img/s  "
             f"recon {record['recon']:.4f} (L1 {record['l1']:.4f}, 1-MS-SSIM {record['msssim']:.4f})  "
             f"D {record['d_loss']:.3f}  G adv {record['g_adv']:.3f}  R1 {record['r1']:.4f}"
         )
@@ -352,7 +357,11 @@ class AutoencoderTrainer:
 
     def ema_params(self) -> dict[str, np.ndarray]:
         """E's and the synthesis network's EMA parameters with the stored noise inputs (numpy float32)."""
-        return {**_to_numpy(self.state["E_ema"]), **_to_numpy(self.state["G_ema"]), **_to_numpy(self.state["G_fixed"])}
+        return {
+            **_to_numpy(self.state["E_ema"]),
+            **_to_numpy(self.state["G_ema"]),
+            **_to_numpy(self.state["G_fixed"]),
+        }
 
     def encode_render(self, faces: np.ndarray, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """uint8 faces (N, R, R, 3) -> (codes float32 (N, L, D), reconstructions float32 (N, R, R, 3))."""
@@ -393,5 +402,7 @@ def reconstruction_quality(recon: np.ndarray, faces: np.ndarray) -> dict[str, fl
     b = np.asarray(faces, np.float64)
     mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
     psnr = float(np.mean(10 * np.log10(255.0**2 / mse)))
-    ms = 1.0 - np.asarray(ops.convert_to_numpy(msssim_loss_per_image(a.astype(np.float32), b.astype(np.float32))))
-    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": int(len(faces))}
+    ms = 1.0 - np.asarray(
+        ops.convert_to_numpy(msssim_loss_per_image(a.astype(np.float32), b.astype(np.float32)))
+    )
+    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": len(faces)}
