@@ -260,7 +260,12 @@ _ENCODER_FIELDS = {
     "perceptual": (
         "--perceptual",
         "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
-        "pixel = pixel + MS-SSIM only.",
+        "pixel = pixel + MS-SSIM only; identity = pixel + MS-SSIM + dlib's face descriptor "
+        "distance (nothing to download).",
+    ),
+    "identity_weight": (
+        "--identity-weight",
+        "With --perceptual identity: weight of the face descriptor distance (same person < 0.6).",
     ),
     "init": (
         "--init",
@@ -310,6 +315,7 @@ def _encoder_click_options() -> list[Callable]:
         "iterations": click.IntRange(min=1),
         "lr": click.FloatRange(min=0, min_open=True),
         "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
+        "identity_weight": click.FloatRange(min=0),
         "init": EncoderInit(),
         "estimator": str,
         "seed": int,
