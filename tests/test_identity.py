@@ -247,3 +247,32 @@ def test_descriptor_and_gradient_under_jax():
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "2 passed" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "builtin"], "identity"),  # the built-in model: no VGG16 download
+        (["--model", "builtin", "--perceptual", "vgg16"], "vgg16"),  # asked for: kept
+        (["--model", "some.pkl"], "vgg16"),  # FFHQ-style models keep pbaylies' recipe
+    ],
+)
+def test_the_cli_encodes_the_builtin_model_with_the_identity_loss(tmp_path, monkeypatch, args, expected):
+    import click
+    from click.testing import CliRunner
+
+    import babygan.builtin as builtin_pkg
+    from babygan.cli.options import encoding_options
+
+    stand_in = tmp_path / builtin_pkg.BUILTIN_FILE
+    stand_in.write_bytes(b"present")  # only its presence counts when the option is parsed
+    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: stand_in)
+
+    @click.command()
+    @encoding_options
+    def show(session):
+        click.echo(session.encoder.perceptual)
+
+    result = CliRunner().invoke(show, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == expected
