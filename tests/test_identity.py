@@ -276,3 +276,21 @@ def test_the_cli_encodes_the_builtin_model_with_the_identity_loss(tmp_path, monk
     result = CliRunner().invoke(show, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == expected
+
+
+def test_the_identity_terms_target_is_dlibs_descriptor_of_the_aligned_photo(dlib_net):
+    """What the encoder compares a render against: the descriptor of the aligned photo's face,
+    as dlib's own pipeline measures it on the full 1024 px image (the term works at 256 px)."""
+    from PIL import Image
+
+    from babygan.align import detect_faces
+    from babygan.encoder.identity_term import IdentityTerm
+
+    image = np.asarray(Image.open(shared_path("faces", "aligned-reference", "obama_01.png")).convert("RGB"))
+    small = np.asarray(Image.fromarray(image).resize((256, 256), Image.LANCZOS))
+    ours = IdentityTerm().targets(image[None], small[None])["id_desc"][0]
+    face = max(detect_faces(image, 0), key=lambda f: f.area)
+    ref = np.asarray(dlib_net.compute_face_descriptor(dlib_chip(image, face.landmarks, face.box)))
+    distance = float(np.linalg.norm(ours - ref))
+    print(f"\nidentity target vs dlib at 1024 px: distance {distance:.3f}")
+    assert distance < 0.1  # dlib's same-person threshold is 0.6
