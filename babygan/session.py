@@ -238,7 +238,10 @@ class Session:
             vgg16 = registry_name(self.encoder.vgg16_weights)
             if vgg16 is not None:
                 names.append(vgg16)
-                hint = " (the VGG16 perceptual loss needs its file; or encode without it: --perceptual pixel)"
+                hint = (
+                    " (the VGG16 perceptual loss needs its file; or encode without it, with nothing "
+                    "to download: --perceptual identity, or --perceptual pixel)"
+                )
         if self.encoder.estimator:
             estimator = registry_name(self.encoder.estimator)
             if estimator is not None:

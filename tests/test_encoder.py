@@ -279,6 +279,7 @@ def test_missing_vgg16_offline_says_which_file_and_the_way_out(G, targets):
     message = str(info.value)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "--perceptual pixel" in message
+    assert "--perceptual identity" in message and "\n" not in message
 
 
 def test_unreachable_vgg16_download_fails_clearly(G, targets, tmp_path, monkeypatch):

@@ -85,7 +85,30 @@ def test_missing_vgg16_offline_is_a_clear_error(tiny, tmp_path):
     assert result.exit_code == 1
     assert "Error: vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in result.output
     assert "--perceptual pixel" in result.output
+    assert "--perceptual identity" in result.output  # the loss that needs no download
     assert not list(tmp_path.glob("*.npy"))
+
+
+def test_perceptual_identity_encodes_offline_without_vgg16(tiny, tmp_path, monkeypatch):
+    """No VGG16 file anywhere and every mirror dead: --perceptual identity still encodes
+    (dlib's descriptor network ships in face_recognition_models), and records its weight."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("BABYGAN_MIRROR", dead)
+    model, photos, G = tiny
+    out = tmp_path / "out"
+    args = ["--model", model, "-o", out, "--aligned", "--offline", "-q", "--perceptual", "identity"]
+    result = run("encode", photos[0], "--iterations", "3", "--identity-weight", "50", *args)
+    assert result.exit_code == 0, result.output
+    w = np.load(out / "dad.npy")
+    assert w.shape == (G.num_layers, G.w_dim) and np.all(np.isfinite(w))
+    # the reconstruction's record names the loss and its weight (as child.json does)
+    encoder = json.loads(Image.open(out / "dad_reconstruction.png").text["encoder"])
+    assert encoder["perceptual"] == "identity" and encoder["identity_weight"] == 50.0
 
 
 def test_non_square_aligned_photo_is_refused(tiny, tmp_path):

@@ -260,7 +260,12 @@ _ENCODER_FIELDS = {
     "perceptual": (
         "--perceptual",
         "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
-        "pixel = pixel + MS-SSIM only.",
+        "pixel = pixel + MS-SSIM only; identity = pixel + MS-SSIM + dlib's face descriptor "
+        "distance (nothing to download).",
+    ),
+    "identity_weight": (
+        "--identity-weight",
+        "With --perceptual identity: weight of the face descriptor distance (same person < 0.6).",
     ),
     "init": (
         "--init",
@@ -310,6 +315,7 @@ def _encoder_click_options() -> list[Callable]:
         "iterations": click.IntRange(min=1),
         "lr": click.FloatRange(min=0, min_open=True),
         "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
+        "identity_weight": click.FloatRange(min=0),
         "init": EncoderInit(),
         "estimator": str,
         "seed": int,
@@ -368,6 +374,7 @@ def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
 
     precision = resolve_precision(kw.pop("precision"))
     values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}
+    values["perceptual"] = _default_perceptual(kw["model"], values["perceptual"])
     return SessionOptions(
         model=kw.pop("model"),
         directions_dir=kw.pop("directions_dir", None),
@@ -378,6 +385,19 @@ def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
         precision=precision,
         directions=_directions_used(kw.get("options")),
     )
+
+
+def _default_perceptual(model: str, given: str) -> str:
+    """--perceptual as given, or when left at its default (vgg16, FFHQ's recipe) for the
+    built-in model, "identity": that model carries its own crop and needs no VGG16 download."""
+    from click.core import ParameterSource
+
+    from babygan.model_choice import is_builtin
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source("encoder_perceptual") is not ParameterSource.DEFAULT:
+        return given
+    return "identity" if is_builtin(model) else given
 
 
 def _directions_used(options: Any) -> tuple[str, ...]:

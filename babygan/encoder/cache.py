@@ -34,11 +34,15 @@ def file_identity(path: Path) -> str:
 
 
 def dependencies_key(
-    source_sha256: str, estimator: Path | None, vgg16: Path | None, init_file: Path | None = None
+    source_sha256: str,
+    estimator: Path | None,
+    vgg16: Path | None,
+    init_file: Path | None = None,
+    identity: Path | None = None,
 ) -> str:
     """What besides the settings decides a result: G's file, the start (an init .npy file,
-    the estimator file or dlatent_avg) and the VGG16 file. Built from paths and hashes
-    only: nothing is loaded."""
+    the estimator file or dlatent_avg), the VGG16 file and dlib's descriptor network file
+    (with the identity term). Built from paths and hashes only: nothing is loaded."""
     if init_file is not None:
         start = "init:" + file_identity(init_file)
     else:
@@ -46,6 +50,8 @@ def dependencies_key(
     parts = [source_sha256, start]
     if vgg16 is not None:
         parts.append(file_identity(vgg16))
+    if identity is not None:
+        parts.append("identity:" + file_identity(identity))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 

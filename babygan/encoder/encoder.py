@@ -23,8 +23,10 @@ from babygan.encoder import cache
 from babygan.encoder.images import check_images, image_seed, resize_uint8, sharpen
 from babygan.encoder.mask import mask_digest, resize_masks
 from babygan.encoder.settings import EncoderSettings
+from babygan.encoder.start import load_init_file
 from babygan.encoder.step import Plateau
-from babygan.errors import BabyganError, first_line
+from babygan.errors import BabyganError
+from babygan.identity import default_model_path
 from babygan.stylegan import Generator
 
 log = logging.getLogger("babygan")
@@ -123,10 +125,19 @@ class Encoder:
 
         return vgg16_features(self.vgg16_path, self.size, precision=self.settings.precision)
 
+    @cached_property
+    def identity(self) -> Any | None:
+        """The identity term (dlib's descriptor network), or None unless ``perceptual="identity"``."""
+        if self.settings.perceptual != "identity":
+            return None
+        from babygan.encoder.identity_term import IdentityTerm
+
+        return IdentityTerm(self.settings.precision)
+
     def _make_loss(self, G: Generator) -> Callable[..., Any]:
         from babygan.encoder.step import make_loss
 
-        return make_loss(G, self.settings, self.size, self.vgg)
+        return make_loss(G, self.settings, self.size, self.vgg, self.identity)
 
     @cached_property
     def _step(self) -> Callable[..., Any]:
@@ -143,8 +154,9 @@ class Encoder:
         return make_value_and_grad(self._make_loss(self.G.with_precision("fp32")))
 
     def _deps(self) -> str:
+        identity = default_model_path() if self.settings.perceptual == "identity" else None
         return cache.dependencies_key(
-            self.G.source_sha256, self.estimator_path, self.vgg16_path, self.init_path
+            self.G.source_sha256, self.estimator_path, self.vgg16_path, self.init_path, identity
         )
 
     def cache_path(self, image: np.ndarray, mask: np.ndarray | None = None) -> Path:
@@ -236,6 +248,7 @@ class Encoder:
             seed_images = np.where(full[..., None] > 0, images, 0).astype(np.uint8)
         else:
             loss_masks = np.ones((n, self.size, self.size, 1), np.float32)
+        ident = None if self.identity is None else self.identity.targets(images, targets)
         # the loss multiplies its render by the same mask: outside the face both are 0
         targets = targets.astype(np.float32) * loss_masks
 
@@ -247,7 +260,7 @@ class Encoder:
             bar = tqdm(total=settings.iterations * runs, desc="encode", unit="it", leave=False)
         try:
             run = self._run_lbfgs if settings.optimizer == "lbfgs" else self._run_adam
-            best, history, steps = run(seed_images, start, targets, loss_masks, bar)
+            best, history, steps = run(seed_images, start, targets, loss_masks, bar, ident)
         finally:
             if bar is not None:
                 bar.close()
@@ -262,13 +275,19 @@ class Encoder:
         )
 
     def _run_adam(
-        self, images: np.ndarray, start: np.ndarray, targets: np.ndarray, loss_masks: np.ndarray, bar: Any
+        self,
+        images: np.ndarray,
+        start: np.ndarray,
+        targets: np.ndarray,
+        loss_masks: np.ndarray,
+        bar: Any,
+        ident: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Adam with staircase decay and stochastic clipping, batch by batch.
 
         start (N, L', w_dim) (L' = 1 with tiled dlatents); targets float32 (N, size, size, 3),
-        masked; loss_masks (N, size, size, 1). Returns the best dlatents (N, L', w_dim), the
-        history (iterations, N) and the steps each image ran (N,)."""
+        masked; loss_masks (N, size, size, 1); ident: IdentityTerm.targets' arrays. Returns the
+        best dlatents (N, L', w_dim), the history (iterations, N) and the steps each image ran (N,)."""
         from keras import ops
 
         settings = self.settings
@@ -281,7 +300,7 @@ class Encoder:
             hi = min(n, lo + settings.batch_size)
             target = ops.convert_to_tensor(targets[lo:hi])
             mask = ops.convert_to_tensor(loss_masks[lo:hi])
-            target_feat = self._features(target)
+            target_feat = self._features(target, ident, lo, hi)
             rngs = [np.random.default_rng(image_seed(img, settings.seed)) for img in images[lo:hi]]
             w = ops.convert_to_tensor(start[lo:hi])
             m = ops.zeros_like(w)
@@ -336,7 +355,13 @@ class Encoder:
         return best, history, steps
 
     def _run_lbfgs(
-        self, images: np.ndarray, start: np.ndarray, targets: np.ndarray, loss_masks: np.ndarray, bar: Any
+        self,
+        images: np.ndarray,
+        start: np.ndarray,
+        targets: np.ndarray,
+        loss_masks: np.ndarray,
+        bar: Any,
+        ident: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """scipy's L-BFGS-B on each image's dlatents, every value bounded to [-clip, clip].
 
@@ -352,13 +377,14 @@ class Encoder:
         for j in range(n):
             target = ops.convert_to_tensor(targets[j : j + 1])
             mask = ops.convert_to_tensor(loss_masks[j : j + 1])
-            x, losses, steps[j] = self._lbfgs_one(j, start[j], target, mask, bar)
+            feat = self._features(target, ident, j, j + 1)
+            x, losses, steps[j] = self._lbfgs_one(j, start[j], target, feat, mask, bar)
             best[j] = x
             history[: len(losses), j] = losses[: iters + 1]
         return best, history, steps
 
     def _lbfgs_one(
-        self, j: int, start: np.ndarray, target: Any, mask: Any, bar: Any
+        self, j: int, start: np.ndarray, target: Any, target_feat: Any, mask: Any, bar: Any
     ) -> tuple[np.ndarray, list[float], int]:
         """One image's L-BFGS-B from ``start`` (L', w_dim): (the lowest-loss point evaluated,
         the losses of the start and of each iteration, the iterations run)."""
@@ -367,7 +393,6 @@ class Encoder:
 
         vg, params, iters = self._value_and_grad, self.G.tensors, self.settings.iterations
         clip = float(self.settings.clip)
-        target_feat = self._features(target)
         shape = (1, *start.shape)
         lowest: list[tuple[float, np.ndarray]] = []  # [(loss, x)] of the best point evaluated
         losses: list[float] = []
@@ -403,15 +428,22 @@ class Encoder:
             bar.update(iters - int(res.nit))
         return lowest[0][1].reshape(start.shape).astype(np.float32), losses, int(res.nit)
 
-    def _features(self, target: Any) -> Any:
-        """VGG features of a float32 target batch (zeros (N, 1) when VGG16 is off)."""
+    def _features(
+        self, target: Any, ident: dict[str, np.ndarray] | None = None, lo: int = 0, hi: int = 0
+    ) -> Any:
+        """What the loss knows of a float32 target batch: its VGG features (zeros (N, 1) when
+        VGG16 is off), and with the identity term a dict of those and images lo..hi of ``ident``."""
         from keras import ops
 
         if self.vgg is None:
-            return ops.zeros((target.shape[0], 1), "float32")
-        from babygan.encoder.images import caffe_preprocess
+            vgg = ops.zeros((target.shape[0], 1), "float32")
+        else:
+            from babygan.encoder.images import caffe_preprocess
 
-        return ops.cast(self.vgg(caffe_preprocess(target), training=False), "float32")
+            vgg = ops.cast(self.vgg(caffe_preprocess(target), training=False), "float32")
+        if ident is None:
+            return vgg
+        return {"vgg": vgg, **{k: ops.convert_to_tensor(v[lo:hi]) for k, v in ident.items()}}
 
     def encode_cached(
         self,
@@ -471,27 +503,3 @@ class Encoder:
                 out[i] = cached
                 log.info("encoder: image %d found in the latent cache (%s)", i, path.name)
         return missing
-
-
-def load_init_file(path: Path, G: Generator) -> np.ndarray:
-    """The (L, w_dim) float32 start in an --init .npy file: (L, w_dim), (1, L, w_dim), or one
-    w_dim vector for every layer; a one-line BabyganError naming the file otherwise."""
-    shape = (int(G.num_layers), int(G.w_dim))
-    if not path.is_file():
-        raise BabyganError(f"{path}: init file not found")
-    try:
-        arr = np.asarray(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise BabyganError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
-    if arr.shape in ((1, *shape), (1, shape[1])):
-        arr = arr[0]
-    if arr.shape == (shape[1],):
-        arr = np.broadcast_to(arr, shape)
-    if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
-        raise BabyganError(
-            f"{path}: init dlatents must be floats of shape {shape} (or one {shape[1]}-vector), "
-            f"got {arr.dtype} {arr.shape}"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise BabyganError(f"{path}: init dlatents hold NaN or infinite values")
-    return np.ascontiguousarray(arr, np.float32)

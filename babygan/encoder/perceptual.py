@@ -26,8 +26,8 @@ _SSIM_FILTER = 11
 def resolve_vgg16_weights(name_or_path: str, *, offline: bool = False) -> Path:
     """The local VGG16 weights file, fetched by registry name if needed.
 
-    Fails with a message that names the file and offers ``--perceptual pixel``: a
-    randomly initialised VGG16 is never used in its place.
+    Fails with a message that names the file and offers ``--perceptual identity``, which
+    needs no download: a randomly initialised VGG16 is never used in its place.
     """
     from babygan.models import resolve_model_file
 
@@ -35,7 +35,8 @@ def resolve_vgg16_weights(name_or_path: str, *, offline: bool = False) -> Path:
         return resolve_model_file(name_or_path, offline=offline)
     except ModelFileError as exc:
         raise ModelFileError(
-            f"{exc} (the VGG16 perceptual loss needs this file; or encode without it: --perceptual pixel)"
+            f"{exc} (the VGG16 perceptual loss needs this file; or encode without it, with nothing "
+            "to download: --perceptual identity, or --perceptual pixel)"
         ) from exc
 
 

@@ -13,7 +13,7 @@ from babygan.precision import PRECISIONS
 #: registry name of the Keras VGG16 ImageNet weights without the classifier
 VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
-PERCEPTUAL_CHOICES = ("vgg16", "pixel")
+PERCEPTUAL_CHOICES = ("vgg16", "pixel", "identity")
 #: where the optimisation starts; besides these, ``init`` may name a ``.npy`` file of dlatents
 INIT_CHOICES = ("auto", "estimator", "dlatent_avg")
 OPTIMIZER_CHOICES = ("adam", "lbfgs")
@@ -34,6 +34,7 @@ _ONLY_WITH = {
     "lr": lambda s: s.optimizer == "adam",
     "decay_rate": lambda s: s.optimizer == "adam",
     "decay_percent": lambda s: s.optimizer == "adam",
+    "identity_weight": lambda s: s.perceptual == "identity",
 }
 
 
@@ -51,9 +52,13 @@ class EncoderSettings:
     #: the learning rate is multiplied by ``decay_rate`` every ``decay_percent`` % of the iterations
     decay_rate: float = 0.9
     decay_percent: float = 4.0
-    #: "vgg16": VGG16 block3_conv3 features + pixel + MS-SSIM + L1; "pixel": the same without VGG16
+    #: "vgg16": VGG16 block3_conv3 features + pixel + MS-SSIM + L1; "pixel": the same without VGG16;
+    #: "identity": pixel + MS-SSIM + L1 + dlib's face descriptor distance (no download needed)
     perceptual: str = "vgg16"
     vgg_weight: float = 0.4
+    #: with perceptual="identity": weight of the Euclidean distance between dlib's 128-D face
+    #: descriptors of the target and the render (one person: within 0.6)
+    identity_weight: float = 100.0
     pixel_weight: float = 1.5
     mssim_weight: float = 200.0
     #: weight of mean |w - dlatent_avg|, multiplied by 512 as in pbaylies' encoder (so 0.5 x 512)
@@ -102,6 +107,8 @@ class EncoderSettings:
             raise BabyganError(
                 f"perceptual={self.perceptual!r}: choose one of {', '.join(PERCEPTUAL_CHOICES)}"
             )
+        if not self.identity_weight >= 0:
+            raise BabyganError(f"identity_weight={self.identity_weight}: must be >= 0")
         if self.init not in INIT_CHOICES and not self.init.endswith(".npy"):
             raise BabyganError(
                 f"init={self.init!r}: choose one of {', '.join(INIT_CHOICES)}, or a .npy file of dlatents"
@@ -156,3 +163,10 @@ class EncoderSettings:
             fields["init"] = "file"
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def perceptual_for(info: dict | None) -> str:
+    """The perceptual loss a model is best encoded with: "identity" for a model that carries
+    its own info (the built-in model: no VGG16 download, and VGG16 was never part of its
+    training), "vgg16" for the official FFHQ pickles (pbaylies' recipe)."""
+    return "identity" if info else "vgg16"

@@ -18,13 +18,18 @@ from babygan.stylegan import Generator
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
-def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | None) -> Callable[..., Any]:
+def make_loss(
+    G: Generator, settings: EncoderSettings, size: int, vgg: Any | None, identity: Any | None = None
+) -> Callable[..., Any]:
     """``loss(w, params, target, target_feat, mask) -> (sum over images, per-image losses (N,))``.
 
     w float32 (N, L, w_dim), or (N, 1, w_dim) with ``tile_dlatents`` (one vector for every
     layer); target float32 (N, size, size, 3) in 0..255, already multiplied by the mask;
-    target_feat the VGG16 features of that masked target (or anything, when ``vgg`` is
-    None); mask float32 (N, size, size, 1) in [0, 1] (ones: the whole image). The render is
+    target_feat what the losses know of the target: the VGG16 features of that masked
+    target (or anything, when ``vgg`` is None), or a dict holding them under "vgg" and,
+    with ``identity`` (an ``IdentityTerm``), its chip plan and descriptor
+    (``IdentityTerm.targets``); the identity term looks at the unmasked render. mask
+    float32 (N, size, size, 1) in [0, 1] (ones: the whole image). The render is
     multiplied by the mask before every image loss, as pbaylies does, so pixels outside the
     face contribute nothing. Per-image losses are summed for the gradient, so images in
     one batch never influence each other.
@@ -52,15 +57,20 @@ def make_loss(G: Generator, settings: EncoderSettings, size: int, vgg: Any | Non
         return img
 
     layers = int(G.num_layers)
+    id_w = float(settings.identity_weight)
 
     def loss(w: Any, params: Any, target: Any, target_feat: Any, mask: Any) -> tuple[Any, Any]:
         w_full = ops.repeat(w, layers, axis=1) if w.shape[1] == 1 and layers > 1 else w
-        img = render(w_full, params) * mask
+        raw = render(w_full, params)
+        img = raw * mask
         per_image = pixel_w * logcosh_per_image(target, img)
         per_image = per_image + mssim_w * msssim_loss_per_image(target, img)
+        feats = target_feat if isinstance(target_feat, dict) else {"vgg": target_feat}
         if vgg is not None:
             feat = vgg(caffe_preprocess(img), training=False)
-            per_image = per_image + vgg_w * logcosh_per_image(target_feat, feat)
+            per_image = per_image + vgg_w * logcosh_per_image(feats["vgg"], feat)
+        if identity is not None:
+            per_image = per_image + id_w * identity.distance(raw, feats)
         per_image = per_image + l1_w * 512.0 * ops.mean(ops.abs(ops.subtract(w, avg)), axis=(1, 2))
         return ops.sum(per_image), per_image
 

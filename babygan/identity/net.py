@@ -1,0 +1,91 @@
+"""IdentityNet: dlib's face descriptor network loaded once, on the running Keras backend.
+
+Own one per process (the encoder holds one when its loss has an identity term):
+
+    net = IdentityNet()                      # reads the file shipped in face_recognition_models
+    net.describe(chips)                      # uint8/float (N, 150, 150, 3) RGB -> float32 (N, 128)
+    net.descriptor(chips_tensor)             # the same inside a traced, differentiated function
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babygan.errors import BabyganError, ModelFileError
+from babygan.identity.reader import CHIP_SIZE, DlibResNet, read_dlib_resnet
+
+
+def default_model_path() -> Path:
+    """dlib_face_recognition_resnet_model_v1.dat as shipped in face_recognition_models (no download)."""
+    try:
+        import face_recognition_models as frm
+    except ImportError as exc:
+        raise ModelFileError(
+            "face_recognition_models: not installed; run pip install face_recognition_models"
+        ) from exc
+    return Path(frm.face_recognition_model_location())
+
+
+class IdentityNet:
+    """dlib's face recognition ResNet v1 as a keras.ops network; its arrays live on the backend.
+
+    ``compute_dtype="bfloat16"`` runs its convolutions in bfloat16 (the descriptor stays float32).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, compute_dtype: str = "float32") -> None:
+        from keras import ops
+
+        from babygan.identity.network import COMPUTE_DTYPES
+
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise BabyganError(f"compute_dtype={compute_dtype!r}: choose one of {', '.join(COMPUTE_DTYPES)}")
+        self.path = Path(path) if path is not None else default_model_path()
+        self.model: DlibResNet = read_dlib_resnet(self.path)
+        self.compute_dtype = compute_dtype
+        self.tensors = {k: ops.convert_to_tensor(v) for k, v in self.model.params.items()}
+
+    def descriptor(self, chips: Any) -> Any:
+        """float (N, 150, 150, 3) RGB tensors in 0..255 -> float32 (N, 128); traceable and differentiable."""
+        from babygan.identity.network import descriptor
+
+        return descriptor(self.tensors, chips, self.model.mean_rgb, compute_dtype=self.compute_dtype)
+
+    @cached_property
+    def _compiled(self) -> Callable[[Any, Any], Any]:
+        from babygan import backend
+        from babygan.identity.network import descriptor
+
+        mean, dtype = self.model.mean_rgb, self.compute_dtype
+        return backend.jit(lambda params, chips: descriptor(params, chips, mean, compute_dtype=dtype))
+
+    def describe(self, chips: Any, batch_size: int = 16) -> np.ndarray:
+        """uint8 or float (N, 150, 150, 3) RGB chips (0..255) -> float32 (N, 128) descriptors."""
+        from keras import ops
+
+        arr = np.asarray(chips)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
+            raise BabyganError(f"face chips must be (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) RGB, got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise BabyganError("face chips must hold finite numbers (0..255)")
+        arr = arr.astype(np.float32)
+        out = [
+            ops.convert_to_numpy(self._compiled(self.tensors, ops.convert_to_tensor(arr[i : i + batch_size])))
+            for i in range(0, len(arr), batch_size)
+        ]
+        return np.concatenate(out, axis=0).astype(np.float32) if out else np.zeros((0, 128), np.float32)
+
+
+def describe(chips: Any, net: IdentityNet | None = None) -> np.ndarray:
+    """uint8 or float (N, 150, 150, 3) RGB face chips -> float32 (N, 128) dlib face descriptors.
+
+    ``net``: the caller's IdentityNet; None loads one for this call (keep one to call again).
+    """
+    return (net or IdentityNet()).describe(chips)
