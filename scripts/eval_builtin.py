@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--face-samples", type=int, default=1000)
     ap.add_argument("--real", type=int, default=2000, help="held-out real faces to compare with (at most)")
     ap.add_argument("--directions", help="folder with the model's age.npy: adds the age table")
+    ap.add_argument(
+        "--refine",
+        type=int,
+        default=20,
+        help="a model with its own E: held-out reconstruction by E alone and by E + this many "
+        "optimisation steps at the model's default encoder settings (0: E alone)",
+    )
+    ap.add_argument("--refine-faces", type=int, default=32, help="held-out faces for --refine")
     args = ap.parse_args(argv)
 
     from babygan import backend, quality, render
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             attributes = AttributeModel.load()
             age = np.load(Path(args.directions) / "age.npy")
             figures["age_response"] = quality.age_response(G, age, lambda x: attributes.predict(x)[0])
+        if G.has_encoder:
+            figures["reconstruction"] = _reconstruction(G, real.images[: args.refine_faces], args.refine)
         out = Path(args.out)
         grid = quality.sample_images(G, 32, seed=1, truncation_psi=0.7)
         render.save_png(out / "samples.png", render.contact_sheet(list(grid)))
@@ -70,6 +80,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _reconstruction(G, faces, refine: int) -> dict:
+    """PSNR (dB, uint8, peak 255) and MS-SSIM of held-out faces: E alone, E + ``refine`` steps."""
+    from babygan.encoder import Encoder
+    from babygan.encoder.settings import settings_for_model
+    from babygan.stylegan import to_uint8
+    from babygan.train.autoencoder import reconstruction_quality
+
+    figures = {"E": reconstruction_quality(to_uint8(G.synthesis(G.encode_faces(faces))), faces)}
+    if refine:
+        settings = settings_for_model(G.info, G.has_encoder, iterations=refine)
+        t0 = time.perf_counter()
+        result = Encoder(G, settings, offline=True).encode(faces, progress=False)
+        figures[f"E+{refine}"] = reconstruction_quality(result.reconstructions, faces)
+        figures[f"E+{refine}"]["seconds_per_face"] = round((time.perf_counter() - t0) / len(faces), 2)
+        figures["settings"] = {
+            k: getattr(settings, k) for k in ("perceptual", "iterations", "lr", "l1_weight")
+        }
+    return figures
 
 
 if __name__ == "__main__":

@@ -196,9 +196,9 @@ def _finish_autoencoder(args: argparse.Namespace, trainer) -> None:
 
     from babygan.atomic import write_text_atomic
     from babygan.attributes import AttributeModel
+    from babygan.builtin import BUILTIN_LICENCE
     from babygan.directions_fit import save_directions
     from babygan.errors import BabyganError
-    from babygan.builtin import BUILTIN_LICENCE
     from babygan.model_choice import ship_builtin
     from babygan.train.finish import finish
     from babygan.utkface import CROP, align_utkface

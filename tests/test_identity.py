@@ -223,10 +223,12 @@ def test_identity_weight_is_in_the_cache_key_only_with_the_identity_loss():
 
 
 def test_the_identity_loss_is_the_choice_for_models_with_their_own_info():
-    from babygan.encoder.settings import perceptual_for
+    from babygan.encoder.settings import settings_for_model
 
-    assert perceptual_for({"name": "babygan built-in", "crop": {"scale": 1.3}}) == "identity"
-    assert perceptual_for({}) == "vgg16"
+    assert settings_for_model({"name": "own", "crop": {"scale": 1.3}}).perceptual == "identity"
+    assert settings_for_model({}).perceptual == "vgg16"
+    own = settings_for_model({"name": "built-in"}, has_encoder=True, iterations=7)
+    assert (own.perceptual, own.iterations, own.l1_weight) == ("identity", 7, 0.0)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")

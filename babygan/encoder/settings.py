@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from babygan.errors import BabyganError
 from babygan.precision import PRECISIONS
@@ -165,8 +166,26 @@ class EncoderSettings:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def perceptual_for(info: dict | None) -> str:
-    """The perceptual loss a model is best encoded with: "identity" for a model that carries
-    its own info (the built-in model: no VGG16 download, and VGG16 was never part of its
-    training), "vgg16" for the official FFHQ pickles (pbaylies' recipe)."""
-    return "identity" if info else "vgg16"
+#: The defaults a model that carries its own E (the built-in model) is encoded with, where the
+#: user did not choose: E's first guess is close already, so a few small steps finish it,
+#: unpulled toward the average, with the identity loss (no VGG16 download; see settings_for_model).
+OWN_ENCODER_DEFAULTS: dict[str, Any] = {
+    "perceptual": "identity",
+    "iterations": 20,
+    "lr": 0.03,
+    "l1_weight": 0.0,
+}
+
+
+def model_defaults(info: dict | None, has_encoder: bool) -> dict[str, Any]:
+    """The encoder settings a model is best encoded with, where they differ from pbaylies'
+    (``EncoderSettings()``, kept for the official FFHQ pickles): a model with its own info
+    (babygan's own) uses the identity loss; one that also carries E, ``OWN_ENCODER_DEFAULTS``."""
+    if has_encoder:
+        return dict(OWN_ENCODER_DEFAULTS)
+    return {"perceptual": "identity"} if info else {}
+
+
+def settings_for_model(info: dict | None, has_encoder: bool = False, **chosen: Any) -> EncoderSettings:
+    """EncoderSettings for a model: its :func:`model_defaults`, then what the caller ``chosen``."""
+    return EncoderSettings(**{**model_defaults(info, has_encoder), **chosen})
