@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
 
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="training faces: a packed .npz, .npy, image folder or a UTKFace .tar")
@@ -53,7 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--resolution", type=int, default=64, help="64 or 128 (default %(default)s)")
     p.add_argument(
-        "--kimg", type=float, default=None, help="train until this many thousand images (default: the recipe's)"
+        "--kimg",
+        type=float,
+        default=None,
+        help="train until this many thousand images (default: the recipe's)",
     )
     p.add_argument(
         "--minutes", type=float, default=None, help="stop this chunk after so many minutes (saving first)"
@@ -225,10 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
         if args.export:
-            from babygan.utkface import CROP
+            from babygan.align import Crop
+            from babygan.utkface import CROP_SCALE
 
             # the crop parents must be aligned with: the training faces' own (UTKFace's crop has none)
-            info = {"crop": CROP} if args.crop == "aligned" else {"crop": {"recipe": "utkface"}}
+            aligned = Crop(scale=CROP_SCALE).to_dict()
+            info = {"crop": aligned} if args.crop == "aligned" else {"crop": {"recipe": "utkface"}}
             info.update(name="babygan built-in (UTKFace)", licence="UTKFace: non-commercial research only")
             dataset = f"{Path(args.data).name}: {len(images)} faces"
             path = trainer.export(args.export, dataset=dataset, info=info)

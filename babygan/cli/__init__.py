@@ -13,12 +13,13 @@ from pathlib import Path
 
 import click
 
-from babygan import __version__
+from babygan import __version__, backend
 from babygan.errors import BabyganError
 
 # Commands that run the networks: once their arguments are parsed, the Keras backend is
 # started first (babygan/backend.py), without its start-up chatter.
-_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
+# serve too: resolving --precision, before its body, imports TensorFlow.
+_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch", "serve"}
 
 
 class _Group(click.Group):
@@ -81,25 +82,17 @@ def _log_to_stderr() -> None:
 
 
 def _backend_first(command: click.Command) -> None:
-    """Run babygan.backend.start() before the command's own body (after its arguments parse,
-    so a typo or --help answers at once)."""
+    """Start the backend (babygan.backend.ensure_started) before the command's own body and
+    its options' building (after its arguments parse, so a typo or --help answers at once)."""
     body = command.callback
     assert body is not None
 
     @functools.wraps(body)
     def run(*args, **kwargs):
-        _start_backend()
+        backend.ensure_started()
         return body(*args, **kwargs)
 
     command.callback = run
-
-
-@functools.cache
-def _start_backend() -> None:
-    """Once per process (a test or a script may run many commands): its device line is said once."""
-    from babygan import backend
-
-    backend.start()
 
 
 def _register() -> None:

@@ -66,18 +66,17 @@ def learn_directions(
     """
     from tqdm import tqdm
 
-    from babygan.attributes import AttributeModel, start_keras
+    from babygan.align import Crop
+    from babygan.attributes import AttributeModel
     from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
     from babygan.models import cached_sha256
     from babygan.stylegan import load_generator
-    from babygan.utkface import crop_scale_of
 
-    start_keras()
     scorer = AttributeModel.load(attributes)
     G = load_generator(model, offline=offline)
     info = getattr(G, "info", None) or {}
-    gen_scale = crop_scale_of(info.get("crop"))  # none recorded: FFHQ's own crop
-    attr_scale = crop_scale_of(scorer.crop) if scorer.crop is not None else gen_scale
+    gen_scale = Crop.from_dict(info.get("crop"), str(model)).scale  # none recorded: FFHQ's own crop
+    attr_scale = scorer.crop.scale if scorer.crop is not None else gen_scale
     with tqdm(total=samples, desc="scoring", unit="face", disable=quiet, leave=False) as bar:
         fitted = fit_directions(
             G,

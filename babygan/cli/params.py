@@ -73,8 +73,6 @@ class Shift(click.ParamType):
             self.fail(f"{value!r}: expected NAME=NUMBER, e.g. smile=1.5", param, ctx)
 
 
-
-
 class EncoderInit(click.ParamType):
     """``auto``, ``estimator``, ``dlatent_avg`` or a path to a ``.npy`` file of dlatents."""
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import sys
-from typing import Any
 
 import click
 
@@ -30,26 +27,6 @@ def _need_web_extra(ctx: click.Context, param: click.Parameter, value: object) -
         raise click.ClickException(str(exc)) from exc
 
 
-def _backend_first(command: click.Command) -> click.Command:
-    """Start Keras quietly (babygan.backend) once the arguments parse and before the session's
-    options are built (resolving --precision imports TensorFlow), as the CLI does for its other
-    network commands; skipped when something started it already."""
-    body = command.callback
-    assert body is not None
-
-    @functools.wraps(body)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if "keras" not in sys.modules:
-            from babygan import backend
-
-            backend.start()
-        return body(*args, **kwargs)
-
-    command.callback = run
-    return command
-
-
-@_backend_first
 @click.command()
 # Eager and hidden: runs while the command line is parsed, before the session's options are
 # built (which may start TensorFlow), so a missing extra costs nothing and prints one line.

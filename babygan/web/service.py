@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from babygan.errors import BabyganError
+from babygan.session import Session
 
 log = logging.getLogger("babygan")
 
@@ -41,7 +42,7 @@ SWEEP_AGES = "1:50:19"
 SWEEP_MAX_SIZE = 512
 SWEEP_FPS = 6.0
 THUMB_SIZE = 96
-#: result folders kept (each render writes one; older ones are removed)
+#: result folders kept (each prediction or sweep writes one; older ones are removed)
 KEEP_RESULTS = 32
 
 _ID = re.compile(r"[0-9a-f]{16}")
@@ -95,7 +96,7 @@ class _Busy:
 class WebService:
     """The page's back end over one Session.
 
-    session: a ``Session`` as the CLI builds it (``babygan.cli.options.make_session``).
+    session: a ``Session`` as the CLI builds it (``babygan.cli.options.SessionOptions.open``).
     workdir: an empty folder owned by this service (photos/ and results/ go there).
     directions: names of the directions to offer as sliders (``age`` is required; a name
     that does not load is left out with a warning).
@@ -103,7 +104,7 @@ class WebService:
 
     def __init__(
         self,
-        session: Any,
+        session: Session,
         workdir: str | Path,
         *,
         directions: Sequence[str] = ("age",),
@@ -158,16 +159,16 @@ class WebService:
     def prepare(self) -> None:
         """Load the generator and the directions now, so that a bad model fails at start-up."""
         with self._models("Loading the models"):
-            _ = self.session.generator
-            self.session.direction("age")  # required: the age slider
+            directions = self.session.directions  # loads the generator
+            directions.direction("age")  # required: the age slider
             wanted = self._wanted_directions
-            # a model with its own directions (babygan.model_choice: the built-in one) offers those
-            own = self.session.direction_names() if hasattr(self.session, "direction_names") else None
-            if own is not None:
-                wanted = list(dict.fromkeys(["age", *own]))
+            # directions from a folder (--directions, or the model's own) offer what it holds
+            held = directions.names()
+            if held is not None:
+                wanted = list(dict.fromkeys(["age", *held]))
             for name in wanted:
                 try:
-                    self.session.direction(name)
+                    directions.direction(name)
                 except BabyganError as exc:
                     if name == "age":
                         raise
@@ -263,7 +264,7 @@ class WebService:
 
     # -- children --------------------------------------------------------------
 
-    def render(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def predict(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The child (or siblings) for ``params``; encodes only photos not seen before.
 
         params: ``{"father": {"photo": id, "face": n|null}, "mother": {...}, "genes": 0.5,
@@ -277,7 +278,7 @@ class WebService:
             start = time.monotonic()
             with self._renamed(father, mother):
                 self.session.parents([(father.path, options.face_father), (mother.path, options.face_mother)])
-                self._stage("Rendering")
+                self._stage("Making the child")
                 result = pipeline.predict(father.path, mother.path, options, self.session)
                 out = self._new_run()
                 written = write_prediction(result, out)
@@ -387,7 +388,9 @@ class WebService:
                 seed=_number(params.get("seed", 0), "seed", int),
                 face_father=faces[0],
                 face_mother=faces[1],
-                resemblance=False,  # dlib on every slider move would slow the page; the CLI reports it
+                # the page shows neither: dlib and the attribute network on every slider move would slow it
+                resemblance=False,
+                estimate=False,
             )
         except BabyganError as exc:
             raise WebError(str(exc)) from exc

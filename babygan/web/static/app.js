@@ -164,7 +164,7 @@ async function render() {
   const sent = params();
   const stopProgress = startProgress();
   try {
-    const answer = await api("/api/render", {
+    const answer = await api("/api/predict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(sent),
