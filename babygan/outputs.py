@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 SHEET_TILE_MAX = 512
 SHEET_COLUMNS_MAX = 6
 SWEEP_SHEET_COLUMNS = 5
+#: frames per second of a sweep's GIF / MP4
+SWEEP_FPS = 8.0
 
 _FRAME_NAME = re.compile(r"frame_\d+\.png")
 
@@ -110,7 +112,12 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
 
 
 def write_sweep(
-    result: SweepResult, output_dir: str | Path, *, gif: bool = False, mp4: bool = False, fps: float = 8.0
+    result: SweepResult,
+    output_dir: str | Path,
+    *,
+    gif: bool = False,
+    mp4: bool = False,
+    fps: float = SWEEP_FPS,
 ) -> dict[str, Any]:
     """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for."""
     out = Path(output_dir)

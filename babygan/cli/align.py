@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from babygan.cli.options import output_dir_option
 from babygan.errors import BabyganError
 
 if TYPE_CHECKING:
@@ -17,13 +18,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write <stem>.png (created if needed).",
-)
+@output_dir_option("Where to write <stem>.png (created if needed).")
 @click.option(
     "--size",
     default=None,

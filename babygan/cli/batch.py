@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 
 if TYPE_CHECKING:
     from babygan.batch import BatchRow
@@ -16,13 +16,8 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out"),
-    show_default=True,
-    help="Each pair goes to OUTPUT_DIR/<name>/; batch.json summarises the run.",
+@output_dir_option(
+    "Each pair goes to OUTPUT_DIR/<name>/; batch.json summarises the run.", default=Path("babygan-out")
 )
 @child_options()
 @session_options

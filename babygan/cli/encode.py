@@ -10,19 +10,13 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import SessionOptions, encoding_options
+from babygan.cli.options import SessionOptions, encoding_options, output_dir_option
 from babygan.errors import BabyganError
 
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).",
-)
+@output_dir_option("Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).")
 @click.option(
     "--aligned",
     is_flag=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, precision_option
+from babygan.cli.options import model_option, offline_option, output_dir_option, precision_option
 from babygan.cli.params import SeedList
 
 
@@ -30,13 +30,7 @@ from babygan.cli.params import SeedList
     show_default=True,
     help="const: the model's stored noise; random: fresh noise drawn from each image's seed.",
 )
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out/generate"),
-    show_default=True,
-)
+@output_dir_option("Where seedNNNN.png (and .npy) go.", default=Path("babygan-out/generate"))
 @click.option(
     "--save-latents",
     is_flag=True,

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, quiet_option
+from babygan.cli.options import model_option, offline_option, output_dir_option, quiet_option
 
 
 @click.command("learn-directions")
 @model_option("Generator: registry name, official StyleGAN .pkl or babygan .npz.")
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for age.npy, gender.npy and directions.json.",
-)
+@output_dir_option("Folder for age.npy, gender.npy and directions.json.")
 @click.option(
     "--samples",
     default=2000,

@@ -3,7 +3,12 @@
 - ``@child_options(...)`` -> ``options``: a ``ChildOptions`` (or ``EditOptions`` for a sweep);
 - ``@session_options`` / ``@encoding_options`` -> ``session``: a :class:`SessionOptions`
   (``session.open()`` makes the ``Session``);
-- ``@precision_option`` -> ``precision``: "fp32" or "bf16", resolved once and logged.
+- ``@precision_option`` -> ``precision``: "fp32" or "bf16", resolved once and logged;
+- ``output_dir_option(...)`` -> ``output_dir``: a Path.
+
+The decorators stack in any order: whichever of ``options`` / ``session`` is built second
+tells the session which directions the command will use. Defaults are the library's own
+(the option dataclasses' fields, babygan.latent's constants), never typed again here.
 
 Ranges (``--seeds 0-7``, ``--ages 1:50:19``, ``--coeffs -4:4:0.5``) are parameter types, so
 a command body receives parsed values. Nothing heavy is imported until a command runs.
@@ -21,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from babygan import latent
 from babygan.cli.params import EncoderInit, Shift
 from babygan.latent import Age
+from babygan.pipeline import ChildOptions, EditOptions
 
 if TYPE_CHECKING:
     from babygan.encoder.settings import EncoderSettings
@@ -47,11 +54,39 @@ def _building(target: str, options: list[Callable], build: Callable[[dict[str, A
         @functools.wraps(f)
         def body(*args: Any, **kw: Any) -> Any:
             kw[target] = build(kw)
+            _link(kw)
             return f(*args, **kw)
 
         return _apply(body, options)
 
     return decorate
+
+
+def _link(kw: dict[str, Any]) -> None:
+    """Once both ``session`` and child ``options`` are built (in whichever order the decorators
+    stack), the session learns the directions the options move along, to check them up front."""
+    session, options = kw.get("session"), kw.get("options")
+    if isinstance(session, SessionOptions) and isinstance(options, EditOptions):
+        kw["session"] = dataclasses.replace(session, directions=_directions_used(options))
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``: the library's, shown by ``--help``."""
+    (f,) = (f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default
+
+
+def output_dir_option(help: str, *, default: Path | None = None) -> Callable:
+    """``--output-dir / -o`` -> ``output_dir``: a folder (created when needed); required without a default."""
+    return click.option(
+        "--output-dir",
+        "-o",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=default is None,
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 def model_option(help: str = "Generator: registry name, official StyleGAN .pkl or babygan .npz.") -> Callable:
@@ -137,14 +172,14 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
         click.option(
             "--genes",
             type=click.FloatRange(0.0, 1.0),
-            default=0.5,
+            default=_default(EditOptions, "genes"),
             show_default=True,
             help="Share of the mother: 0 = all father, 1 = all mother.",
         ),
         click.option(
             "--style",
-            type=click.Choice(["default", "father", "mother"]),
-            default="default",
+            type=click.Choice(latent.STYLES),
+            default=_default(EditOptions, "style"),
             show_default=True,
             help="default: one ratio for every layer; father/mother: BabyGAN's per-layer curves "
             "('Father's photo' / 'Mother's photo').",
@@ -163,7 +198,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
         click.option(
             "--layers",
             type=click.IntRange(0),
-            default=8,
+            default=_default(EditOptions, "layers"),
             show_default=True,
             help="Directions move the first N layers (BabyGAN: 8).",
         ),
@@ -192,7 +227,8 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
                 "--age",
                 type=float,
                 default=None,
-                help="Target age in years (default 10, as BabyGAN); coefficient = 6 - age/5.",
+                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}, as BabyGAN); "
+                "coefficient = 6 - age/5.",
             ),
             click.option(
                 "--age-coeff",
@@ -206,14 +242,14 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
             click.option(
                 "--children",
                 type=click.IntRange(1, 99),
-                default=1,
+                default=_default(ChildOptions, "children"),
                 show_default=True,
                 help="Siblings: each a random per-layer crossover of the parents, with its own noise.",
             ),
             click.option(
                 "--seed",
                 type=int,
-                default=0,
+                default=_default(ChildOptions, "seed"),
                 show_default=True,
                 help="Seed for siblings' crossover and noise.",
             ),
@@ -221,9 +257,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
     return _building("options", opts, functools.partial(_build_child_options, age=age, siblings=siblings))
 
 
-def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Any:
-    from babygan.pipeline import ChildOptions, EditOptions
-
+def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> EditOptions:
     named = [(dest, kw.pop(f"shift_{dest}")) for _, dest, _ in SHIFT_OPTIONS]
     shifts = tuple((n, v) for n, v in named if v is not None) + tuple(kw.pop("extra_shifts"))
     edit = EditOptions(
@@ -376,16 +410,12 @@ def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
         offline=kw.pop("offline"),
         quiet=kw.pop("quiet"),
         precision=precision,
-        directions=_directions_used(kw.get("options")),
     )
 
 
-def _directions_used(options: Any) -> tuple[str, ...]:
-    """The directions a command's child options move along: age, then each shift (none for
-    a command without child options)."""
-    if options is None:
-        return ()
-    return ("age", *(name for name, _ in getattr(options, "shifts", ())))
+def _directions_used(options: EditOptions) -> tuple[str, ...]:
+    """The directions a command's child options move along: age, then each shift."""
+    return ("age", *(name for name, _ in options.shifts))
 
 
 def _session_decorator(*, directions: bool) -> Callable:

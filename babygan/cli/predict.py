@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 from babygan.cli.params import PHOTO
 
 if TYPE_CHECKING:
@@ -17,14 +17,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("father", type=PHOTO)
 @click.argument("mother", type=PHOTO)
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out"),
-    show_default=True,
-    help="Where child.png, sheet.png, child.npy and child.json go.",
-)
+@output_dir_option("Where child.png, sheet.png, child.npy and child.json go.", default=Path("babygan-out"))
 @child_options(siblings=True)
 @session_options
 def predict(

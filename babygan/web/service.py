@@ -26,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from babygan import align, latent, pipeline
 from babygan.errors import BabyganError
+from babygan.outputs import write_prediction, write_sweep
+from babygan.photo import detection_pixels, load_photo
+from babygan.pipeline import ChildOptions
 from babygan.session import Session
 
 log = logging.getLogger("babygan")
@@ -37,8 +42,8 @@ SLIDER_RANGES = {"gender": (-2.0, 2.0), "smile": (-1.0, 2.0)}
 DEFAULT_RANGE = (-3.0, 3.0)
 AGE_RANGE = (0.0, 60.0)  # years; BabyGAN's coefficient 6 - age/5 spans +6 .. -6
 MAX_SIBLINGS = 12
-#: the age-sweep GIF: the CLI's default ages, frames capped in size (a 1024 px GIF of 19 frames is huge)
-SWEEP_AGES = "1:50:19"
+_DEFAULTS = ChildOptions()  # a request leaving a value out gets the library's
+#: the age-sweep GIF: the library's default ages, frames capped in size (a 1024 px GIF of 19 frames is huge)
 SWEEP_MAX_SIZE = 512
 SWEEP_FPS = 6.0
 THUMB_SIZE = 96
@@ -195,7 +200,7 @@ class WebService:
             "model": Path(self.session.model).name,  # a registry name, or the file's name
             "resolution": int(G.resolution),
             "directions": sliders,
-            "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": 10.0},
+            "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": latent.DEFAULT_AGE_YEARS},
             "max_siblings": MAX_SIBLINGS,
             "max_upload_bytes": self.max_upload_bytes,
         }
@@ -231,15 +236,11 @@ class WebService:
         return photo.to_json()
 
     def _read_photo(self, photo_id: str, name: str, path: Path) -> Photo:
-        from PIL import Image
-
-        from babygan import align, photo
-
         try:
-            image = photo.load_photo(path)  # the decompression-bomb guard and every format check
+            image = load_photo(path)  # the decompression-bomb guard and every format check
         except BabyganError as exc:
             raise WebError(_rename(str(exc), path, name)) from exc
-        faces = align.detect_faces(photo.detection_pixels(path, image))
+        faces = align.detect_faces(detection_pixels(path, image))
         if not faces:
             raise WebError(f"{name}: no face found; use a photo where the face is clearly visible")
         height, width = image.shape[:2]
@@ -270,9 +271,6 @@ class WebService:
         params: ``{"father": {"photo": id, "face": n|null}, "mother": {...}, "genes": 0.5,
         "style": "default", "age": 10, "shifts": {"gender": 0.5, ...}, "children": 1, "seed": 0}``.
         """
-        from babygan import pipeline
-        from babygan.outputs import write_prediction
-
         father, mother, options = self._parse(params)
         with self._models("Aligning and encoding the photos (only new photos take long)"):
             start = time.monotonic()
@@ -297,8 +295,6 @@ class WebService:
 
     def sweep(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """An age-sweep GIF (and its contact sheet) of the child for ``params``."""
-        from babygan import latent, pipeline
-        from babygan.outputs import write_sweep
 
         father, mother, options = self._parse(params)
         size = min(int(self.session.generator.resolution), SWEEP_MAX_SIZE)
@@ -309,7 +305,7 @@ class WebService:
                 mother.path,
                 options,
                 self.session,
-                ages=[float(a) for a in latent.parse_range(SWEEP_AGES, count=True)],  # years
+                ages=[float(a) for a in latent.parse_range(latent.DEFAULT_SWEEP_AGES, count=True)],  # years
             )
             out = self._new_run()
             paths = write_sweep(result, out, gif=True, fps=SWEEP_FPS)
@@ -347,9 +343,7 @@ class WebService:
                 message = _rename(message, p.path, p.name)
             raise WebError(message) from exc
 
-    def _parse(self, params: Mapping[str, Any]) -> tuple[Photo, Photo, Any]:
-        from babygan.pipeline import ChildOptions
-
+    def _parse(self, params: Mapping[str, Any]) -> tuple[Photo, Photo, ChildOptions]:
         if not isinstance(params, Mapping):
             raise WebError("expected a JSON object")
         photos, faces = [], []
@@ -380,12 +374,12 @@ class WebService:
             raise WebError(f"siblings: between 1 and {MAX_SIBLINGS}")
         try:
             options = ChildOptions(
-                genes=_number(params.get("genes", 0.5), "genes", float),
-                style=str(params.get("style", "default")),
-                age=_number(params.get("age", 10.0), "age", float),
+                genes=_number(params.get("genes", _DEFAULTS.genes), "genes", float),
+                style=str(params.get("style", _DEFAULTS.style)),
+                age=_number(params.get("age", latent.DEFAULT_AGE_YEARS), "age", float),
                 shifts=tuple(shifts),
                 children=children,
-                seed=_number(params.get("seed", 0), "seed", int),
+                seed=_number(params.get("seed", _DEFAULTS.seed), "seed", int),
                 face_father=faces[0],
                 face_mother=faces[1],
                 # the page shows neither: dlib and the attribute network on every slider move would slow it
