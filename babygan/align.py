@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from babygan.errors import BabyganError, ModelFileError
+from babygan.models import resolve_model_file
 from babygan.photo import detection_pixels, load_photo
 
 log = logging.getLogger("babygan")
@@ -93,12 +94,7 @@ def load_predictor(predictor: str | os.PathLike[str] | None = None) -> Any:
     ``None`` is the copy inside face_recognition_models; otherwise a path or a
     registry name (``shape_predictor_68_face_landmarks.dat``, fetched if needed).
     """
-    if predictor is None:
-        path = default_predictor_path()
-    else:
-        from babygan.models import resolve_model_file
-
-        path = resolve_model_file(predictor)
+    path = default_predictor_path() if predictor is None else resolve_model_file(predictor)
     path = Path(path).resolve()
     if path not in _predictors:
         import dlib

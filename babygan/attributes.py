@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from babygan.align import Crop
+from babygan.atomic import atomic_path, write_text_atomic
 from babygan.backend import ensure_started
 from babygan.errors import BabyganError, ModelFileError, first_line
 
@@ -176,7 +177,6 @@ class AttributeModel:
 
     def save(self, dest: str | os.PathLike[str]) -> Path:
         """Write the network (``dest``, a ``.keras`` file) and its JSON beside it, atomically."""
-        from babygan.atomic import atomic_path, write_text_atomic
 
         dest = Path(dest)
         if dest.suffix != ".keras":

@@ -35,7 +35,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from babygan.atomic import atomic_path, write_text_atomic
 from babygan.errors import BabyganError
+from babygan.stylegan import to_uint8
 
 log = logging.getLogger("babygan")
 
@@ -178,7 +180,6 @@ def sample_scores(
     """
     if samples < 2:
         raise BabyganError(f"need at least 2 samples to fit a direction, got {samples}")
-    from babygan.stylegan import to_uint8
 
     rng = np.random.default_rng(seed)
     ws, ages, p_female = [], [], []
@@ -207,7 +208,6 @@ def measured_age_slope(
 ) -> float:
     """Years of predicted age per unit coeff when ``coeff * direction`` (``(D,)``) is added to
     the first ``layers`` layers of the dlatents of ``w (M, D)`` (central difference)."""
-    from babygan.stylegan import to_uint8
 
     layers = min(max(layers, 1), G.num_layers)
     diffs = []
@@ -307,7 +307,6 @@ def save_directions(
 ) -> list[Path]:
     """Write ``NAME.npy`` per direction and ``directions.json`` (the report) into
     ``output_dir``, each atomically. Returns the paths written."""
-    from babygan.atomic import atomic_path, write_text_atomic
 
     out = Path(output_dir)
     if out.exists() and not out.is_dir():

@@ -34,6 +34,7 @@ from babygan import builtin, models
 from babygan.builtin import BUILTIN, BUILTIN_DIRECTIONS, BUILTIN_LICENCE, builtin_model_file
 from babygan.directions import direction_names
 from babygan.errors import BabyganError, ModelFileError
+from babygan.stylegan import load_generator
 
 log = logging.getLogger("babygan")
 
@@ -97,7 +98,6 @@ def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLik
     ``licence`` and ``directions`` set); ``*.npy`` and ``directions.json`` of ``directions``
     are copied into ``babygan/builtin/babygan-utkface64/``. Returns the model's path.
     """
-    from babygan.stylegan import load_generator
 
     src = Path(directions)
     names = direction_names(src) if src.is_dir() else []

@@ -37,8 +37,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from babygan.align import Crop, align_image
+from babygan.align import Crop, align_image, detect_faces, ffhq_quad
+from babygan.atomic import atomic_path
 from babygan.errors import BabyganError
+from babygan.models import cache_dir, cached_sha256
 
 log = logging.getLogger("babygan")
 
@@ -266,7 +268,6 @@ def load_utkface(
 
 
 def _cache_file(archive: UTKFaceArchive, kind: str) -> Path:
-    from babygan.models import cache_dir, cached_sha256
 
     digest = cached_sha256(archive.path)[:16]
     return cache_dir("datasets") / f"utkface-{digest}-{kind}-v{_CACHE_VERSION}.npz"
@@ -282,7 +283,6 @@ def find_landmarks(
     cached under the user cache dir (``$BABYGAN_HOME/datasets``), keyed by the archive's
     SHA-256. Landmarks are found on Pillow's decoding of the JPEGs.
     """
-    from babygan.align import detect_faces
 
     cache = _cache_file(archive, "landmarks")
     if use_cache and cache.is_file():
@@ -309,8 +309,6 @@ def find_landmarks(
                 log.info("landmarks: %d / %d", done, n)
     found = np.all(np.isfinite(landmarks), axis=(1, 2))
     if use_cache:
-        from babygan.atomic import atomic_path
-
         with atomic_path(cache) as tmp:
             np.savez(tmp, names=np.array(archive.members), found=found, landmarks=landmarks)
     return found, landmarks
@@ -322,7 +320,6 @@ def needs_padding(
     """Whether ``align_image(..., output_size, crop_scale=scale)`` would reflect-pad this face
     in a ``width x height`` photo: align_image's own rule (after its shrink step, the square
     comes within 4 px of the photo's edge)."""
-    from babygan.align import ffhq_quad
 
     quad, side = ffhq_quad(np.asarray(landmarks, np.float64), scale)
     shrink = int(np.floor(side / output_size * 0.5))
@@ -345,7 +342,6 @@ def crop_fit(landmarks: np.ndarray, width: int, height: int, scale: float) -> di
     fills in); ``chin_v`` / ``lip_v``: where the chin (landmark 8) and the lower lip (57)
     fall on the square's vertical axis, from -0.5 (top edge) to 0.5 (bottom edge).
     """
-    from babygan.align import ffhq_quad
 
     lm = np.asarray(landmarks, np.float64)
     quad, side = ffhq_quad(lm, scale)
@@ -442,8 +438,6 @@ def align_utkface(
                 "%s: no face found in %d of %d images", archive.path, len(archive) - len(keep), len(archive)
             )
         if use_cache:
-            from babygan.atomic import atomic_path
-
             with atomic_path(cache) as tmp:
                 np.savez(tmp, names=np.array(archive.members), keep=keep, images=images)
     faces = archive._faceset([int(i) for i in keep], images, crop)

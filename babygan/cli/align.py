@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from babygan import align as aligner
+from babygan import render
+from babygan.atomic import atomic_path
 from babygan.cli.options import output_dir_option
 from babygan.errors import BabyganError
+from babygan.stylegan import load_generator
 
 if TYPE_CHECKING:
     from babygan.align import AlignedFace, Crop
@@ -69,12 +73,9 @@ def align(
     """
     if face is not None and all_faces:
         raise click.UsageError("--face and --all-faces cannot be used together")
-    from babygan import align as aligner
 
     crop = aligner.FFHQ_CROP
     if model is not None:
-        from babygan.stylegan import load_generator
-
         G = load_generator(model)
         crop = aligner.Crop.from_dict(G.info.get("crop"), f"{model}: the model's crop")
         size = size or int(G.resolution)
@@ -124,8 +125,6 @@ def _write(
 ) -> None:
     """PNG per face (and one JSON per photo): all written to temporaries first and renamed
     together at the end, so a failure part-way leaves none of this photo's files."""
-    from babygan import render
-    from babygan.atomic import atomic_path
 
     with contextlib.ExitStack() as renames:
         for result, out in zip(results, outputs, strict=True):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from babygan.batch import run_batch, summary_table
 from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ def batch(pairs: Path, output_dir: Path, options: ChildOptions, session: Session
     distinct photo is aligned and encoded once. A failing row is reported and the
     others still run; the exit code is 1 if any row failed.
     """
-    from babygan.batch import run_batch, summary_table
 
     def report(row: BatchRow) -> None:
         if row.ok:

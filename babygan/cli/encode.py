@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from babygan import outputs
 from babygan.cli.options import SessionOptions, encoding_options, output_dir_option
 from babygan.errors import BabyganError
 
@@ -45,8 +46,6 @@ def encode(
         raise BabyganError(
             f"{dupes[0]}: two photos share this name; their outputs would overwrite each other"
         )
-
-    from babygan import outputs
 
     s = session.open(aligned=aligned)
     parents = s.parents([(p, face) for p in photos])

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
+from babygan.align import Crop
+from babygan.attributes import AttributeModel
 from babygan.cli.options import model_option, offline_option, output_dir_option, quiet_option
+from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
+from babygan.models import cached_sha256
+from babygan.stylegan import load_generator
 
 
 @click.command("learn-directions")
@@ -59,12 +64,6 @@ def learn_directions(
     standard deviation of the samples, positive = more female.
     """
     from tqdm import tqdm
-
-    from babygan.align import Crop
-    from babygan.attributes import AttributeModel
-    from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
-    from babygan.models import cached_sha256
-    from babygan.stylegan import load_generator
 
     scorer = AttributeModel.load(attributes)
     G = load_generator(model, offline=offline)

@@ -28,8 +28,14 @@ import click
 
 from babygan import latent
 from babygan.cli.params import EncoderInit, Shift
+from babygan.encoder import settings
+from babygan.encoder.settings import EncoderSettings
 from babygan.latent import Age
+from babygan.model_choice import choose_model
 from babygan.pipeline import ChildOptions, EditOptions
+from babygan.precision import CHOICES, ENV_VAR
+from babygan.precision import resolve_precision as resolve
+from babygan.session import Session
 
 if TYPE_CHECKING:
     from babygan.encoder.settings import EncoderSettings
@@ -102,7 +108,6 @@ def model_option(help: str = "Generator: registry name, official StyleGAN .pkl o
 
 
 def _choose_model(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    from babygan.model_choice import choose_model
 
     return choose_model(value)
 
@@ -121,7 +126,6 @@ def quiet_option(help: str = "No progress bars.") -> Callable:
 
 
 def _precision_click_option() -> Callable:
-    from babygan.precision import CHOICES, ENV_VAR
 
     return click.option(
         "--precision",
@@ -136,7 +140,6 @@ def _precision_click_option() -> Callable:
 
 def resolve_precision(requested: str) -> str:
     """fp32 / bf16 / auto -> fp32 / bf16; what auto chose is logged, with the reason."""
-    from babygan.precision import resolve_precision as resolve
 
     chosen, reason = resolve(requested)
     if requested == "auto":  # an explicit choice is not news
@@ -338,7 +341,6 @@ _ENCODER_FIELDS = {
 
 
 def _encoder_click_options() -> list[Callable]:
-    from babygan.encoder import settings
 
     kinds: dict[str, Any] = {
         "iterations": click.IntRange(min=1),
@@ -381,7 +383,6 @@ class SessionOptions:
 
     def open(self, *, aligned: bool = False) -> Session:
         """The Session, once every file the run needs is here (fetched, or all named in one error)."""
-        from babygan.session import Session
 
         session = Session(
             self.model,
@@ -398,7 +399,6 @@ class SessionOptions:
 
 
 def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
-    from babygan.encoder.settings import EncoderSettings
 
     precision = resolve_precision(kw.pop("precision"))
     values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from babygan import outputs, pipeline
 from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 from babygan.cli.params import PHOTO
+from babygan.resemblance import describe_text
 
 if TYPE_CHECKING:
     from babygan.pipeline import ChildOptions
@@ -29,8 +31,6 @@ def predict(
     ages the result (default 10 years) and applies any other shifts, then writes
     the child, a father | child | mother sheet, the dlatents and a JSON record.
     """
-    from babygan import outputs, pipeline
-    from babygan.resemblance import describe_text
 
     result = pipeline.predict(father, mother, options, session.open())
     written = outputs.write_prediction(result, output_dir)

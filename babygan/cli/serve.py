@@ -7,6 +7,9 @@ import logging
 import click
 
 from babygan.cli.options import SessionOptions, session_options
+from babygan.errors import BabyganError
+from babygan.web import require_web, server
+from babygan.web.service import WebService
 
 log = logging.getLogger("babygan")
 
@@ -18,8 +21,6 @@ def _need_web_extra(ctx: click.Context, param: click.Parameter, value: object) -
     """Say how to install the web extra before anything else is parsed or loaded (--help still works)."""
     if ctx.resilient_parsing:
         return
-    from babygan.errors import BabyganError
-    from babygan.web import require_web
 
     try:
         require_web()
@@ -60,9 +61,6 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
     import shutil
     import tempfile
     from pathlib import Path
-
-    from babygan.web import server
-    from babygan.web.service import WebService
 
     if not server.is_loopback(host):
         log.warning(
