@@ -170,7 +170,7 @@ def write_encoded(
 ) -> list[tuple[Path, Path]]:
     """``babygan encode``'s files: ``<stem>.npy`` (L, w_dim) float32 and ``<stem>_reconstruction.png``.
 
-    reconstructions: uint8 (N, R, R, 3), the generator's render of each parent's dlatents.
+    reconstructions: uint8 (N, R, R, 3), the generator's image of each parent's dlatents.
     Returns ``[(npy, png), ...]`` in the order of ``parents``.
     """
     out = Path(output_dir)

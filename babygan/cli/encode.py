@@ -1,4 +1,4 @@
-"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and renders (<stem>_reconstruction.png).
+"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and their images (<stem>_reconstruction.png).
 
 The photos go through the same Session as ``predict`` (babygan/session.py): aligned (or only
 resized with --aligned), encoded together, cached per aligned image.

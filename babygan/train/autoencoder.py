@@ -394,4 +394,4 @@ def reconstruction_quality(recon: np.ndarray, faces: np.ndarray) -> dict[str, fl
     mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
     psnr = float(np.mean(10 * np.log10(255.0**2 / mse)))
     ms = 1.0 - np.asarray(ops.convert_to_numpy(msssim_loss_per_image(a.astype(np.float32), b.astype(np.float32))))
-    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": len(faces)}
+    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": int(len(faces))}

@@ -299,7 +299,7 @@ class WebService:
         father, mother, options = self._parse(params)
         size = min(int(self.session.generator.resolution), SWEEP_MAX_SIZE)
         options = options.with_overrides(children=1, size=size)
-        with self._models("Rendering the age sweep"), self._renamed(father, mother):
+        with self._models("Making the age sweep"), self._renamed(father, mother):
             result = pipeline.age_sweep(
                 father.path,
                 mother.path,
@@ -321,7 +321,7 @@ class WebService:
             raise WebError("no such file", 404)
         path = self.results_dir / run / name
         if not path.is_file():
-            raise WebError("no such file (results older than the last few renders are removed)", 404)
+            raise WebError("no such file (results older than the last few are removed)", 404)
         return path
 
     def _new_run(self) -> Path:
