@@ -1,4 +1,4 @@
-"""``babygan serve``: the server starts, answers, survives bad input, renders, and a real
+"""``babygan serve``: the server starts, answers, survives bad input, predicts, and a real
 browser (Debian's headless Chromium, driven by Selenium) uploads two photos, moves the
 age slider and sees a new child.
 
@@ -84,7 +84,7 @@ def test_a_busy_port_is_a_one_line_error() -> None:
             bind("127.0.0.1", port)
 
 
-def test_render_parameters_are_checked(tmp_path: Path) -> None:
+def test_predict_parameters_are_checked(tmp_path: Path) -> None:
     from babygan.web.service import Photo, WebError, WebService
 
     service = WebService(object(), tmp_path)
@@ -287,14 +287,14 @@ def test_bad_input_gets_a_clear_message_and_the_server_stays_up(server: Server, 
 
 
 @pytest.mark.slow
-def test_render_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[str, Path]) -> None:
+def test_predict_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[str, Path]) -> None:
     dad, mum = server.upload(tiny["dad"]), server.upload(tiny["mum"])
     assert server.upload(tiny["dad"])["id"] == dad["id"]  # the same bytes: the same photo
     status, first = server.api("/api/predict", _params(dad, mum, age=10))
     assert status == 200, first
     child = _png(server, first["children"][0]["url"])
     assert child.shape == (32, 32, 3)
-    # A slider move renders from the cached latents: a different child, no encode.
+    # A slider move predicts from the cached latents: a different child, no encode.
     status, older = server.api("/api/predict", _params(dad, mum, age=50, shifts={"gender": 1.0}))
     assert status == 200 and older["run"] != first["run"]
     assert not np.array_equal(_png(server, older["children"][0]["url"]), child)
