@@ -12,7 +12,7 @@ import click
 from babygan import align as aligner
 from babygan import render
 from babygan.atomic import atomic_path
-from babygan.cli.options import output_dir_option
+from babygan.cli.options import face_option, output_dir_option, photos_argument
 from babygan.errors import BabyganError
 from babygan.stylegan import load_generator
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@photos_argument
 @output_dir_option("Where to write <stem>.png (created if needed).")
 @click.option(
     "--size",
@@ -36,11 +36,7 @@ if TYPE_CHECKING:
     help="Crop as this model records (name, path or `builtin`; e.g. the built-in model's tighter "
     "crop) at its resolution. Default: FFHQ's crop.",
 )
-@click.option(
-    "--face",
-    type=click.IntRange(min=1),
-    help="Which face, counting left to right from 1 (default: the largest).",
-)
+@face_option()
 @click.option("--all-faces", is_flag=True, help="Write every face: <stem>_01.png, <stem>_02.png ...")
 @click.option("--landmarks", is_flag=True, help="Also write <stem>.json: box and 68 points of each face.")
 @click.option(

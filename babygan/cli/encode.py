@@ -11,24 +11,25 @@ from pathlib import Path
 import click
 
 from babygan import outputs
-from babygan.cli.options import SessionOptions, encoding_options, output_dir_option
+from babygan.cli.options import (
+    SessionOptions,
+    encoding_options,
+    face_option,
+    output_dir_option,
+    photos_argument,
+)
 from babygan.errors import BabyganError
 
 
 @click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@photos_argument
 @output_dir_option("Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).")
 @click.option(
     "--aligned",
     is_flag=True,
     help="The photos are aligned crops already: only resize them to the model's resolution.",
 )
-@click.option(
-    "--face",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Which face of each photo, counted from the left (default: the largest).",
-)
+@face_option()
 @encoding_options
 def encode(
     photos: tuple[Path, ...], output_dir: Path, aligned: bool, face: int | None, session: SessionOptions

@@ -95,6 +95,17 @@ def output_dir_option(help: str, *, default: Path | None = None) -> Callable:
     )
 
 
+#: ``PHOTOS...``: one or more photo files (a missing one is reported per photo, not by click)
+photos_argument = click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+
+def face_option(
+    help: str = "Which face of each photo, counted from the left (default: the largest).",
+) -> Callable:
+    """``--face N`` -> ``face``: 1-based from the left, None = the largest."""
+    return click.option("--face", type=click.IntRange(min=1), default=None, help=help)
+
+
 def model_option(help: str = "Generator: registry name, official StyleGAN .pkl or babygan .npz.") -> Callable:
     """``--model / -m``: the name or path given, else FFHQ when cached and the built-in model
     otherwise (babygan.model_choice, which says in one line which model runs)."""
