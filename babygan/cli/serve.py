@@ -13,7 +13,8 @@ from babygan.web.service import WebService
 
 log = logging.getLogger("babygan")
 
-#: directions offered as sliders when they come from the registry (age first; it is required)
+#: directions offered as sliders when they come from the registry (age first; it is required);
+#: from a folder (--directions, or the model's own), the service offers what it holds
 REGISTRY_DIRECTIONS = ("age", "gender", "smile", "angle_horizontal", "angle_vertical", "eyes_open")
 
 
@@ -67,19 +68,13 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
             "listening on %s: anyone who can reach this machine can use the page and upload photos to it",
             host,
         )
-    directions_dir = session.directions_dir
-    if directions_dir is not None:
-        found = sorted(p.stem for p in Path(directions_dir).glob("*.npy"))
-        names = ["age", *(n for n in found if n != "age")]
-    else:
-        names = list(REGISTRY_DIRECTIONS)
     sock = server.bind(host, port)  # a busy port fails before the models load
     try:
         opened = session.open()
         workdir = Path(tempfile.mkdtemp(prefix="babygan-serve-"))
         try:
             service = WebService(
-                opened, workdir, directions=names, max_upload_bytes=int(max_upload_mb * 2**20)
+                opened, workdir, directions=REGISTRY_DIRECTIONS, max_upload_bytes=int(max_upload_mb * 2**20)
             )
             service.prepare()
 
