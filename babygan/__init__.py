@@ -1,3 +1,73 @@
-"""babygan: predict a child's face from two parents' photos with StyleGAN."""
+"""babygan: predict a child's face from two parents' photos with StyleGAN.
+
+The few names a Python user needs (README.md, "Use it from Python")::
+
+    import babygan
+    session = babygan.Session("builtin")       # the models, each loaded once when first needed
+    result = babygan.predict("dad.jpg", "mum.jpg", babygan.ChildOptions(genes=0.4, age=5), session)
+    babygan.write_prediction(result, "out")    # child.png, sheet.png, child.npy, child.json
+
+They are imported when first used, so ``import babygan`` (and ``babygan --help``) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that owns it
+_PUBLIC = {
+    "Session": "babygan.session",
+    "Parent": "babygan.session",
+    "predict": "babygan.pipeline",
+    "age_sweep": "babygan.pipeline",
+    "ChildOptions": "babygan.pipeline",
+    "EditOptions": "babygan.pipeline",
+    "PredictResult": "babygan.pipeline",
+    "SweepResult": "babygan.pipeline",
+    "Age": "babygan.latent",
+    "Crop": "babygan.align",
+    "write_prediction": "babygan.outputs",
+    "write_sweep": "babygan.outputs",
+    "BabyganError": "babygan.errors",
+}
+
+__all__ = [
+    "Age",
+    "BabyganError",
+    "ChildOptions",
+    "Crop",
+    "EditOptions",
+    "Parent",
+    "PredictResult",
+    "Session",
+    "SweepResult",
+    "__version__",
+    "age_sweep",
+    "predict",
+    "write_prediction",
+    "write_sweep",
+]
+
+if TYPE_CHECKING:
+    from babygan.align import Crop
+    from babygan.errors import BabyganError
+    from babygan.latent import Age
+    from babygan.outputs import write_prediction, write_sweep
+    from babygan.pipeline import ChildOptions, EditOptions, PredictResult, SweepResult, age_sweep, predict
+    from babygan.session import Parent, Session
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'babygan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

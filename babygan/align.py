@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from babygan.errors import BabyganError, ModelFileError
+from babygan.models import resolve_model_file
 from babygan.photo import detection_pixels, load_photo
 
 log = logging.getLogger("babygan")
@@ -93,12 +94,7 @@ def load_predictor(predictor: str | os.PathLike[str] | None = None) -> Any:
     ``None`` is the copy inside face_recognition_models; otherwise a path or a
     registry name (``shape_predictor_68_face_landmarks.dat``, fetched if needed).
     """
-    if predictor is None:
-        path = default_predictor_path()
-    else:
-        from babygan.models import resolve_model_file
-
-        path = resolve_model_file(predictor)
+    path = default_predictor_path() if predictor is None else resolve_model_file(predictor)
     path = Path(path).resolve()
     if path not in _predictors:
         import dlib
@@ -170,6 +166,56 @@ def detect_faces(
 
 
 # ------------------------------------------------------------------------ FFHQ crop
+
+
+@dataclass(frozen=True)
+class Crop:
+    """How a model's faces are cropped: the FFHQ recipe, its square scaled about its centre.
+
+    ``scale`` 1.0 is FFHQ's crop exactly; below 1 a tighter one (babygan's built-in model:
+    ``babygan.utkface.CROP_SCALE``). Model files (npz ``info["crop"]``) and child.json record
+    it as ``{"recipe": "ffhq", "scale": s}`` (``to_dict`` / ``from_dict``).
+    """
+
+    recipe: str = "ffhq"
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.recipe != "ffhq":
+            raise BabyganError(f"unknown crop recipe {self.recipe!r} (babygan knows 'ffhq')")
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < float(scale) <= 4:
+            raise BabyganError(f"crop scale must be a number in (0, 4], got {scale!r}")
+        object.__setattr__(self, "scale", float(scale))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, spec: Any, source: str = "crop") -> Crop:
+        """The crop a JSON record holds (None: FFHQ's own); a bad one: one line naming ``source``."""
+        if spec is None:
+            return FFHQ_CROP
+        if not isinstance(spec, dict):
+            raise BabyganError(f"{source}: its crop {spec!r} is not a {{recipe, scale}} record")
+        try:
+            return cls(str(spec.get("recipe")), spec.get("scale", 1.0))
+        except BabyganError as exc:
+            raise BabyganError(f"{source}: {exc}") from None
+
+    def inner(self, image: np.ndarray, tighter: Crop) -> np.ndarray:
+        """``image`` (cropped as self) -> its central part cropped as ``tighter`` (when it is
+        tighter; both are the FFHQ square scaled about the same centre): uint8 (s, s, 3)."""
+        if tighter.scale >= self.scale:
+            return image
+        side = image.shape[0]
+        keep = max(1, round(side * tighter.scale / self.scale))
+        start = (side - keep) // 2
+        return image[start : start + keep, start : start + keep]
+
+
+#: the crop of a model that records none: NVIDIA's FFHQ alignment, unscaled
+FFHQ_CROP = Crop()
 
 
 def ffhq_quad(landmarks: np.ndarray, crop_scale: float = 1.0) -> tuple[np.ndarray, float]:

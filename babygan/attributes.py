@@ -2,7 +2,7 @@
 
 One network, two heads: ``age`` (years, a regression trained with an L1 loss) and
 ``p_female`` (a sigmoid). It reads ``INPUT_SIZE`` px RGB faces cropped the way babygan's
-built-in model is trained (``babygan.utkface.CROP``: the FFHQ recipe at a tighter scale),
+built-in model is trained (``babygan.align.Crop``: the FFHQ recipe at a tighter scale),
 so it scores generated faces and aligned parents as they come. Images of any size are
 resized inside ``predict``. The weights (``babygan/builtin/attributes.keras``) and a small
 JSON beside them (crop, input size, held-out figures) ship with babygan; UTKFace is for
@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from babygan.align import Crop
+from babygan.atomic import atomic_path, write_text_atomic
+from babygan.backend import ensure_started
 from babygan.errors import BabyganError, ModelFileError, first_line
 
 if TYPE_CHECKING:
@@ -91,15 +93,6 @@ def build_network(input_size: int = INPUT_SIZE, seed: int = 0) -> Any:
 # --------------------------------------------------------------------------- model
 
 
-def start_keras() -> None:
-    """Import Keras quietly, once (a command that already started it is left alone)."""
-    if "keras" in sys.modules:
-        return
-    from babygan.backend import start
-
-    start()
-
-
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """``uint8 (N, S, S, 3)`` -> ``uint8 (N, size, size, 3)`` (Lanczos, as align_image shrinks)."""
     from PIL import Image
@@ -125,9 +118,10 @@ class AttributeModel:
         return int(self.network.input_shape[1])
 
     @property
-    def crop(self) -> dict[str, Any] | None:
-        """The crop the network was trained on (``{"recipe": "ffhq", "scale": s}``), if recorded."""
-        return (self.info or {}).get("crop")
+    def crop(self) -> Crop | None:
+        """The crop the network was trained on, if its JSON records one."""
+        spec = (self.info or {}).get("crop")
+        return None if spec is None else Crop.from_dict(spec, str(info_path(self.path or builtin_path())))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> AttributeModel:
@@ -139,7 +133,7 @@ class AttributeModel:
         path = builtin_path() if path is None else Path(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: no such attribute model file")
-        start_keras()
+        ensure_started()
         import keras
 
         try:
@@ -183,7 +177,6 @@ class AttributeModel:
 
     def save(self, dest: str | os.PathLike[str]) -> Path:
         """Write the network (``dest``, a ``.keras`` file) and its JSON beside it, atomically."""
-        from babygan.atomic import atomic_path, write_text_atomic
 
         dest = Path(dest)
         if dest.suffix != ".keras":
@@ -268,7 +261,7 @@ def train_attributes(
     info: dict[str, Any] = {
         "format": "babygan-attributes-1",
         "input_size": input_size,
-        "crop": train.crop,
+        "crop": None if train.crop is None else train.crop.to_dict(),
         "licence": "trained on UTKFace: non-commercial research only",
         "training": {
             "faces": len(train),

@@ -69,6 +69,13 @@ def start() -> str:
     return line
 
 
+def ensure_started() -> None:
+    """``start()`` unless this process has Keras already: the one place that starts the backend
+    for babygan's commands and models (its device line is said once per process)."""
+    if "keras" not in sys.modules:
+        start()
+
+
 def _devices() -> list[str]:
     """Names of the GPUs the backend sees (empty on a CPU-only machine)."""
     backend = name()

@@ -1,7 +1,7 @@
 """Latent directions learned from labels, InterFaceGAN-style, for any generator babygan loads.
 
 Sample ``N`` latents z, map them to W (no truncation cut-off, so every layer holds the same
-w), render the faces, score each with an attribute model (age in years, probability
+w), synthesize the faces, score each with an attribute model (age in years, probability
 female), and fit linear models in W (numpy only):
 
 - age: ridge regression of the predicted age on w;
@@ -16,7 +16,7 @@ Units (``UNITS`` says the same in the files' JSON):
 
 - ``age``: coeff 1 = ``-YEARS_PER_COEFF`` (5) years, the scale BabyGAN's own age.npy is used
   at (``--age A`` means coeff = 6 - A/5: positive = younger). Set from the regression's
-  slope, then (``calibrate=True``) measured: faces are rendered with the direction added
+  slope, then (``calibrate=True``) measured: faces are synthesized with the direction added
   to their first ``layers`` layers, as babygan applies it, and the direction is rescaled
   so that the attribute model's age moves by -5 years per unit.
 - ``gender``: coeff 1 = one standard deviation of the sampled w along the direction;
@@ -35,7 +35,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from babygan.atomic import atomic_path, write_text_atomic
 from babygan.errors import BabyganError
+from babygan.stylegan import to_uint8
 
 log = logging.getLogger("babygan")
 
@@ -172,13 +174,12 @@ def sample_scores(
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``samples`` z (seeded), map (truncation on every layer), render and score.
+    """Draw ``samples`` z (seeded), map (truncation on every layer), synthesize and score.
 
     Returns ``(w float32 (N, w_dim), ages float64 (N,), p_female float64 (N,))``.
     """
     if samples < 2:
         raise BabyganError(f"need at least 2 samples to fit a direction, got {samples}")
-    from babygan.stylegan import to_uint8
 
     rng = np.random.default_rng(seed)
     ws, ages, p_female = [], [], []
@@ -208,7 +209,6 @@ def measured_age_slope(
     """Years of predicted age per unit coeff when ``coeff * direction`` (``(D,)`` or ``(L, D)``) is
     added to the first ``layers`` layers of the dlatents ``w`` (``(M, D)``, one w for every
     layer, or ``(M, L, D)``), by central difference."""
-    from babygan.stylegan import to_uint8
 
     layers = min(max(layers, 1), G.num_layers)
     step = np.broadcast_to(np.asarray(direction, np.float32), (G.num_layers, G.w_dim))[:layers]
@@ -369,7 +369,6 @@ def save_directions(
 ) -> list[Path]:
     """Write ``NAME.npy`` per direction and ``directions.json`` (the report) into
     ``output_dir``, each atomically. Returns the paths written."""
-    from babygan.atomic import atomic_path, write_text_atomic
 
     out = Path(output_dir)
     if out.exists() and not out.is_dir():

@@ -212,6 +212,8 @@ class Age:
 
 #: BabyGAN's default target age: 10 years
 DEFAULT_AGE = Age.years(DEFAULT_AGE_YEARS)
+#: an age sweep's ages when none are given: FROM:TO:N years (babygan.latent.parse_range)
+DEFAULT_SWEEP_AGES = "1:50:19"
 
 
 def parse_range(text: str, *, count: bool) -> np.ndarray:

@@ -17,7 +17,8 @@ named, :func:`choose_model` takes FFHQ when it is in the models directory and th
 model otherwise, and says in one line which runs and how to get the other.
 :func:`ship_builtin` puts a trained generator and its directions into the package folder.
 
-Nothing heavy is imported here; only the registry (babygan.models) is used.
+Nothing heavy is imported here; only the registry (babygan.models) is used. A model's own
+directions are read by babygan/directions.py, its crop by babygan.align.Crop.
 """
 
 from __future__ import annotations
@@ -28,18 +29,17 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from babygan import builtin
+from babygan import builtin, models
 from babygan.builtin import BUILTIN, BUILTIN_DIRECTIONS, BUILTIN_LICENCE, builtin_model_file
+from babygan.directions import direction_names
 from babygan.errors import BabyganError, ModelFileError
+from babygan.stylegan import load_generator
 
 log = logging.getLogger("babygan")
 
 #: the registry name of NVIDIA's FFHQ generator
 FFHQ = "ffhq"
-#: the crop of a model that records none: NVIDIA's FFHQ alignment, unscaled
-FFHQ_CROP: dict[str, Any] = {"recipe": "ffhq", "scale": 1.0}
 
 
 def is_builtin(model: str | os.PathLike[str]) -> bool:
@@ -51,8 +51,6 @@ def is_builtin(model: str | os.PathLike[str]) -> bool:
 
 def ffhq_cached() -> bool:
     """Whether the FFHQ generator is in the models directory (not re-hashed here)."""
-    from babygan import models
-
     return models.model_path(models.lookup(FFHQ)).is_file()
 
 
@@ -71,8 +69,6 @@ def choose_model(
             builtin_model_file()
         return str(requested)
     say = say or log.info
-    from babygan import models
-
     ffhq = models.lookup(FFHQ)
     size = models.human_size(ffhq.size)
     if ffhq_cached():
@@ -92,58 +88,6 @@ def choose_model(
     return FFHQ
 
 
-# --------------------------------------------------------------------------- what a model file records
-
-
-def crop_of(info: dict[str, Any] | None) -> dict[str, Any]:
-    """The crop a model records (``info["crop"]``), FFHQ's own when it records none."""
-    crop = (info or {}).get("crop")
-    return dict(crop) if isinstance(crop, dict) else dict(FFHQ_CROP)
-
-
-def crop_scale(info: dict[str, Any] | None, model: str = "model") -> float:
-    """The FFHQ-recipe scale to align photos with for this model; one-line error naming it."""
-    from babygan.utkface import crop_scale_of
-
-    try:
-        return crop_scale_of(crop_of(info))
-    except BabyganError as exc:
-        raise ModelFileError(f"{model}: {exc}") from exc
-
-
-def own_directions_dir(info: dict[str, Any] | None, model_path: Path) -> Path | None:
-    """The model's own directions folder (``info["directions"]``, relative to the model
-    file), or None when it names none (then the registry's directions apply)."""
-    name = (info or {}).get("directions")
-    if name is None:
-        return None
-    rel = Path(str(name))
-    if not isinstance(name, str) or not name or rel.is_absolute() or ".." in rel.parts:
-        raise ModelFileError(
-            f"{model_path.name}: its directions entry {name!r} is not a folder name beside it"
-        )
-    folder = model_path.parent / rel
-    if not folder.is_dir():
-        raise ModelFileError(f"{model_path.name}: its directions folder {folder} is missing")
-    return folder
-
-
-def direction_names(folder: Path) -> list[str]:
-    """The directions a folder holds (``<name>.npy``), sorted."""
-    return sorted(p.stem for p in folder.glob("*.npy"))
-
-
-def missing_directions_error(model: str, folder: Path, missing: list[str]) -> ModelFileError:
-    """One line naming the directions a model lacks and those it has."""
-    have = ", ".join(direction_names(folder)) or "none"
-    names = ", ".join(missing)
-    what = "direction" if len(missing) == 1 else "directions"
-    return ModelFileError(
-        f"{names}: the model {Path(model).name} has no {names} {what} (it has: {have}); "
-        "leave that option out, or give --directions DIR"
-    )
-
-
 # --------------------------------------------------------------------------- shipping
 
 
@@ -154,7 +98,6 @@ def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLik
     ``licence`` and ``directions`` set); ``*.npy`` and ``directions.json`` of ``directions``
     are copied into ``babygan/builtin/babygan-utkface64/``. Returns the model's path.
     """
-    from babygan.stylegan import load_generator
 
     src = Path(directions)
     names = direction_names(src) if src.is_dir() else []
@@ -162,7 +105,7 @@ def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLik
         raise BabyganError(f"{src}: no age.npy (make it with `babygan learn-directions`)")
     G = load_generator(generator)
     if "crop" not in G.info:
-        raise ModelFileError(f"{generator}: records no crop; export it with its crop (babygan.utkface.CROP)")
+        raise ModelFileError(f"{generator}: records no crop; export it with its crop (babygan.align.Crop)")
     G.info = {
         **G.info,
         "name": G.info.get("name", "babygan built-in (UTKFace)"),

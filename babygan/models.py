@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babygan.atomic import atomic_path
+from babygan.builtin import builtin_model_file
 from babygan.errors import ModelFileError
 from babygan.registry import ModelFile, lookup, manifest
 
@@ -343,8 +344,6 @@ def resolve_model_file(
     """
     text = str(name_or_path)
     if text == "builtin":  # babygan's own model: shipped in the package, never fetched
-        from babygan.builtin import builtin_model_file
-
         return builtin_model_file()
     candidate = Path(name_or_path).expanduser()
     if candidate.is_file():

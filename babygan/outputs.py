@@ -1,15 +1,15 @@
 """The files a run leaves: PNG / NPY / JSON per child, contact sheets, the sweep's GIF / MP4.
 
 Every record starts with the same :func:`header` (version, parents, options, and the
-session's provenance: model, directions, encoder). Images are written by babygan/render.py,
-everything else through babygan/atomic.py (temporary file, then rename).
+session's provenance: model, directions, encoder). Writers only write: what a child's
+record says of it (resemblance, estimated age and gender) was measured by the pipeline.
+Images are written by babygan/render.py, everything else through babygan/atomic.py
+(temporary file, then rename).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +19,6 @@ import numpy as np
 
 from babygan import __version__, render
 from babygan.atomic import atomic_path, write_text_atomic
-from babygan.errors import BabyganError
 
 if TYPE_CHECKING:
     from babygan.pipeline import EditOptions, PredictResult, SweepResult
@@ -29,10 +28,10 @@ if TYPE_CHECKING:
 SHEET_TILE_MAX = 512
 SHEET_COLUMNS_MAX = 6
 SWEEP_SHEET_COLUMNS = 5
+#: frames per second of a sweep's GIF / MP4
+SWEEP_FPS = 8.0
 
 _FRAME_NAME = re.compile(r"frame_\d+\.png")
-
-log = logging.getLogger("babygan")
 
 
 def header(
@@ -76,11 +75,9 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     head = header(result.father, result.mother, result.options, result.provenance)
-    crop = (result.provenance.get("model") or {}).get("crop")
-    estimates = estimate_faces([c.image for c in result.children], crop)
     sheet_path = out / "sheet.png"
     written: dict[str, Any] = {"sheet": str(sheet_path.resolve()), "children": []}
-    for child, estimate in zip(result.children, estimates, strict=True):
+    for child in result.children:
         paths = {
             "image": str((out / f"{child.name}.png").resolve()),
             "dlatents": str((out / f"{child.name}.npy").resolve()),
@@ -98,7 +95,7 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
                 "size": int(child.image.shape[0]),
             },
             "resemblance": child.resemblance,
-            "estimate": estimate,
+            "estimate": child.estimate,
             "outputs": paths,
         }
         render.save_png(paths["image"], child.image, record)
@@ -114,67 +111,13 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
     return written
 
 
-# --------------------------------------------------------------------------- estimated age and gender
-
-
-@functools.cache
-def _attribute_model(path: Path) -> Any:
-    """The attribute network at ``path`` (loaded once per process), or why it is not available."""
-    try:
-        from babygan.attributes import AttributeModel
-
-        return AttributeModel.load(path)
-    except (ImportError, BabyganError) as exc:
-        log.warning("no age/gender estimate in the records: %s", exc)
-        return str(exc)
-
-
-def _attribute_crop(images: list[np.ndarray], model_scale: float, wanted: float) -> list[np.ndarray]:
-    """Faces at the model's crop -> the attribute network's (tighter) crop: the central square
-    ``wanted / model_scale`` of each side (both are the FFHQ square scaled about its centre)."""
-    if wanted >= model_scale:
-        return images
-    out = []
-    for im in images:
-        side = im.shape[0]
-        keep = max(1, round(side * wanted / model_scale))
-        start = (side - keep) // 2
-        out.append(im[start : start + keep, start : start + keep])
-    return out
-
-
-def estimate_faces(images: list[np.ndarray], crop: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The attribute network's age and gender of each face (uint8 (S, S, 3), cropped as ``crop``
-    says, FFHQ's when None), for the records: ``{"age", "p_female", "gender", "attribute_model",
-    "face_crop"}``, or ``{"unavailable": why}`` each when the network is not installed."""
-    from babygan.attributes import builtin_path
-    from babygan.utkface import CROP, crop_scale_of
-
-    model = _attribute_model(builtin_path())
-    if isinstance(model, str):
-        return [{"unavailable": model} for _ in images]
-    face_crop = dict(model.crop or CROP)
-    model_scale, wanted = crop_scale_of(crop), crop_scale_of(face_crop)
-    size = model.input_size
-    from babygan.render import resize
-
-    faces = np.stack([resize(im, size) for im in _attribute_crop(images, model_scale, wanted)])
-    ages, p_female = model.predict(faces)
-    face_crop["scale"] = min(wanted, model_scale)  # what the network was given
-    return [
-        {
-            "age": round(float(a), 1),
-            "p_female": round(float(p), 3),
-            "gender": "female" if p >= 0.5 else "male",
-            "attribute_model": str(model.path),
-            "face_crop": face_crop,
-        }
-        for a, p in zip(ages, p_female, strict=True)
-    ]
-
-
 def write_sweep(
-    result: SweepResult, output_dir: str | Path, *, gif: bool = False, mp4: bool = False, fps: float = 8.0
+    result: SweepResult,
+    output_dir: str | Path,
+    *,
+    gif: bool = False,
+    mp4: bool = False,
+    fps: float = SWEEP_FPS,
 ) -> dict[str, Any]:
     """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for."""
     out = Path(output_dir)
@@ -227,7 +170,7 @@ def write_encoded(
 ) -> list[tuple[Path, Path]]:
     """``babygan encode``'s files: ``<stem>.npy`` (L, w_dim) float32 and ``<stem>_reconstruction.png``.
 
-    reconstructions: uint8 (N, R, R, 3), the generator's render of each parent's dlatents.
+    reconstructions: uint8 (N, R, R, 3), the generator's image of each parent's dlatents.
     Returns ``[(npy, png), ...]`` in the order of ``parents``.
     """
     out = Path(output_dir)

@@ -24,7 +24,6 @@ log = logging.getLogger("babygan")
 BACKGROUND_RGB = (255, 255, 255)
 
 
-
 def load_photo(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a photo as ``uint8 (H, W, 3)`` RGB, upright (EXIF orientation applied).
 

@@ -21,9 +21,10 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
-from babygan import latent, render
+from babygan import latent
 from babygan.errors import BabyganError
 from babygan.latent import Age
+from babygan.render import resize
 from babygan.session import Parent, Session
 
 __all__ = [
@@ -90,6 +91,7 @@ class ChildOptions(EditOptions):
     children: int = 1
     seed: int = 0
     resemblance: bool = True
+    estimate: bool = True  # the child's apparent age and gender (babygan/attributes.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,7 +110,8 @@ class ChildOptions(EditOptions):
 
 
 class Directions(Protocol):
-    """Where named directions come from (a Session): ``(L, w_dim)`` float32 each."""
+    """Where named directions come from (``Session.directions``, a
+    ``babygan.directions.LatentDirections``): ``(L, w_dim)`` float32 each."""
 
     def direction(self, name: str) -> np.ndarray: ...
 
@@ -155,7 +158,8 @@ class Child:
     noise: str  # "const" (the model's own noise maps) or "random"
     noise_seed: int | None
     crossover: list[str] | None  # per layer "father" / "mother" for siblings, None for a blend
-    resemblance: dict[str, Any] | None = None
+    resemblance: dict[str, Any] | None = None  # Session.resemblance, with options.resemblance
+    estimate: dict[str, Any] | None = None  # Session.estimate: apparent age and gender, with options.estimate
 
 
 @dataclass
@@ -196,20 +200,26 @@ def predict(
     options: ChildOptions | None = None,
     session: Session | None = None,
 ) -> PredictResult:
-    """Align and encode both parents (remembered), blend, edit, render, and measure resemblance."""
+    """Align and encode both parents (remembered), blend, edit, synthesize, and measure the
+    children (resemblance and estimated age/gender, as ``options`` asks)."""
     options = options or ChildOptions()
     session = session or Session()
-    _load_directions(options, session)
+    directions = session.directions
+    _load_directions(options, directions)
     dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
     size = options.size or int(session.generator.resolution)
-    children = []
-    for name, w, noise_seed, layers in child_dlatents(dad.dlatents, mum.dlatents, options, session):
+    children, images = [], []
+    for name, w, noise_seed, layers in child_dlatents(dad.dlatents, mum.dlatents, options, directions):
         noise = "const" if noise_seed is None else "random"
-        image = session.render(w[None], noise=noise, seed=noise_seed)[0]
-        child = Child(name, w, render.resize(image, size), noise, noise_seed, layers)
+        image = session.synthesize(w[None], noise=noise, seed=noise_seed)[0]
+        child = Child(name, w, resize(image, size), noise, noise_seed, layers)
         if options.resemblance:
             child.resemblance = session.resemblance(image, dad, mum)
         children.append(child)
+        images.append(image)
+    if options.estimate:
+        for child, estimate in zip(children, session.estimate(images), strict=True):
+            child.estimate = estimate
     return PredictResult(dad, mum, children, options, session.provenance())
 
 
@@ -261,11 +271,14 @@ def age_sweep(
     steps = [a if isinstance(a, Age) else Age.years(a) for a in ages]
     if not steps:
         raise BabyganError("age sweep: no frames")
-    _load_directions(options, session)
+    directions = session.directions
+    _load_directions(options, directions)
     dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
-    w = np.stack([blend_and_edit(dad.dlatents, mum.dlatents, options, session, a.coefficient) for a in steps])
+    w = np.stack(
+        [blend_and_edit(dad.dlatents, mum.dlatents, options, directions, a.coefficient) for a in steps]
+    )
     size = options.size or int(session.generator.resolution)
     frames: list[np.ndarray] = []
     for start in range(0, len(w), batch):
-        frames += [render.resize(im, size) for im in session.render(w[start : start + batch])]
+        frames += [resize(im, size) for im in session.synthesize(w[start : start + batch])]
     return SweepResult(dad, mum, steps, w.astype(np.float32), frames, options, session.provenance())

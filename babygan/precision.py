@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from babygan import backend
 from babygan.errors import BabyganError
 
 PRECISIONS = ("fp32", "bf16")
@@ -54,7 +55,6 @@ def resolve_precision(requested: str | None = None) -> tuple[str, str]:
         return requested, "as asked"
     if requested != "auto":
         raise BabyganError(f"precision {requested!r}: choose one of {', '.join(CHOICES)}")
-    from babygan import backend
 
     gpu = backend.gpu_bf16()
     if gpu is not None:

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from babygan import latent
+from babygan.render import resize
+from babygan.resemblance import FaceDescriber
 from babygan.stylegan import Generator, to_uint8
 
 #: dlib's HOG detector wants faces of 80 px (40 px with one upsampling): smaller images are enlarged
@@ -24,8 +27,6 @@ DESCRIBE_SIZE = 160
 
 def describe_faces(images: np.ndarray, describer: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, S, S, 3) -> (descriptors float64 (M, 128) of the faces found, found bool (N,))."""
-    from babygan.render import resize
-    from babygan.resemblance import FaceDescriber
 
     describer = describer or FaceDescriber()
     vectors, found = [], np.zeros(len(images), bool)
@@ -77,7 +78,6 @@ def model_quality(
     None where fewer than two faces were found on a side.
     """
     fake = sample_images(G, max(samples, face_samples), seed=seed, truncation_psi=truncation_psi)
-    from babygan.resemblance import FaceDescriber
 
     describer = FaceDescriber()
     vecs, found = describe_faces(fake, describer)  # each sample looked at once
@@ -117,7 +117,6 @@ def age_response(
     ``estimate_age``: uint8 (N, R, R, 3) -> years (N,), e.g. ``AttributeModel.predict(x)[0]``.
     ``w`` float32 (M, L, D): sweep these dlatents (e.g. real faces' codes) instead of samples.
     """
-    from babygan import latent
 
     if w is None:
         z = np.random.default_rng(seed).standard_normal((samples, G.z_dim)).astype(np.float32)

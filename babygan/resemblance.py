@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from babygan.align import _get_detector
 from babygan.errors import ModelFileError
 
 #: dlib's usual "same person" threshold on the descriptor distance
@@ -41,7 +42,6 @@ class FaceDescriber:
             ) from exc
         # The HOG detector alignment already built and caches per process (align has no public
         # getter for it; its private one is used rather than building a second detector).
-        from babygan.align import _get_detector
 
         self._detector = _get_detector()
         self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())

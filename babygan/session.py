@@ -9,28 +9,34 @@ making a Session imports nothing heavy.
     dad, mum = session.parents([("dad.jpg", None), ("mum.jpg", None)])   # Parent each
     dad.dlatents                                                          # (L, w_dim) float32
 
-The encoder is called in one place, :meth:`Session._encode`.
+The encoder is called in one place, :meth:`Session._encode`. What a session measures of a
+child (``resemblance``, ``estimate``) it measures with its own models too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from babygan import latent
+from babygan import align, attributes, models
+from babygan import resemblance as rs
+from babygan.align import Crop
+from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
+from babygan.encoder import Encoder
+from babygan.encoder.mask import aligned_landmarks, composite, masks_for
+from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
-
-if TYPE_CHECKING:
-    from babygan.encoder import Encoder
-    from babygan.encoder.settings import EncoderSettings
-    from babygan.resemblance import Descriptor, FaceDescriber
-    from babygan.stylegan import Generator
+from babygan.model_choice import choose_model, is_builtin
+from babygan.photo import load_photo
+from babygan.render import resize
+from babygan.stylegan import Generator, load_generator, to_uint8
+from babygan.utkface import CROP_SCALE
 
 log = logging.getLogger("babygan")
 
@@ -69,13 +75,25 @@ class _Aligned:
     landmarks: np.ndarray | None = None  # (68, 2) in the aligned image; None: not known (--aligned)
 
 
+def _registry_name(name: str) -> str | None:
+    """The registry's file name for a model or file name, None for the built-in model and local files."""
+    if is_builtin(name) or Path(name).expanduser().is_file():
+        return None
+    try:
+        return models.lookup(name).name
+    except ModelFileError:
+        return None
+
+
 class Session:
     """Models loaded once and photos remembered, for any number of predictions.
 
     model: registry name or path of the generator (official .pkl or our .npz), or "builtin";
     None: FFHQ when cached, else the built-in model (babygan.model_choice.choose_model).
-    directions_dir: a folder of ``<name>.npy`` files used instead of the registry's.
-    encoder: the encoder's settings; None = its defaults.
+    directions_dir: a folder of ``<name>.npy`` files used instead of the registry's (or the model's own).
+    encoder: the encoder's settings, whole; or a dict of the fields chosen (None: none), the rest
+    being the model's defaults (``babygan.encoder.settings.model_defaults``: the built-in model
+    is encoded with the identity loss and its own E, FFHQ with pbaylies' recipe).
     aligned: the photos are aligned crops already (square): resized, not aligned.
     precision: "fp32" or "bf16" (see babygan/precision.py), for the generator.
     """
@@ -85,26 +103,21 @@ class Session:
         model: str | Path | None = None,
         *,
         directions_dir: str | Path | None = None,
-        encoder: EncoderSettings | None = None,
+        encoder: EncoderSettings | Mapping[str, Any] | None = None,
         offline: bool = False,
         progress: bool = True,
         use_cache: bool = True,
         aligned: bool = False,
         precision: str = "fp32",
     ) -> None:
-        from babygan.model_choice import choose_model
-
         self.model = choose_model(model)
-        self._model_path: Path | None = None
-        self._own_directions: Path | bool | None = False  # False: not looked up yet
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
         if self.directions_dir is not None and not self.directions_dir.is_dir():
             raise BabyganError(f"{self.directions_dir}: directions folder not found")
-        if encoder is None:
-            from babygan.encoder.settings import EncoderSettings
-
-            encoder = EncoderSettings()
-        self.encoder = encoder
+        # settings given whole are used as they are; otherwise the model's own defaults
+        # (settings_for_model) under the fields the caller chose, settled once the model is known
+        self._encoder_settings = encoder if isinstance(encoder, EncoderSettings) else None
+        self._encoder_chosen = dict(encoder or {}) if self._encoder_settings is None else {}
         self.offline = offline
         self.progress = progress
         self.use_cache = use_cache
@@ -112,93 +125,68 @@ class Session:
         self.precision = precision
         self._generator: Generator | None = None
         self._encoder: Encoder | None = None  # built at the first encode
-        self._directions: dict[str, tuple[np.ndarray, dict[str, str]]] = {}
+        self._directions: LatentDirections | None = None  # made with the generator
         # The two memos of parents(): each photo's alignment (or why it failed), and its encoding.
         self._aligned: dict[PhotoKey, _Aligned | str] = {}
         self._parents: dict[PhotoKey, Parent] = {}
-        self._describer: FaceDescriber | None = None
-        self._descriptors: dict[PhotoKey, Descriptor] = {}
+        self._describer: rs.FaceDescriber | None = None
+        self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
+        self._attributes: attributes.AttributeModel | str | None = None  # str: why it is not available
 
-    # -- generator -------------------------------------------------------------
+    # -- generator and directions ----------------------------------------------
 
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            from babygan.models import resolve_model_file
-            from babygan.stylegan import load_generator
-
             log.info("loading generator %s", self.model)
-            self._model_path = resolve_model_file(self.model, offline=self.offline)
-            G = load_generator(self._model_path, offline=self.offline, precision=self.precision)
-            # Build the networks now, eagerly: built first inside the encoder's compiled step,
-            # their constants would belong to that step's graph and fail on later use.
-            _ = getattr(G, "nets", None)
+            path = models.resolve_model_file(self.model, offline=self.offline)
+            G = load_generator(path, offline=self.offline, precision=self.precision)
+            self._directions = self._directions_of(G, path)
             self._generator = G
         return self._generator
 
-    def render(self, dlatents: np.ndarray, *, noise: str = "const", seed: int | None = None) -> np.ndarray:
-        """``(N, L, w_dim)`` float32 -> ``uint8 (N, R, R, 3)`` at the generator's resolution."""
-        from babygan.stylegan import to_uint8
+    @property
+    def encoder(self) -> EncoderSettings:
+        """The encoder's settings: as given, or the model's defaults under the chosen fields (an
+        official pickle from the registry has none of its own: pbaylies' recipe, unloaded)."""
+        if self._encoder_settings is None:
+            if _registry_name(self.model) is not None:
+                info, has_e = {}, False
+            else:
+                info, has_e = self.generator.info, self.generator.has_encoder
+            self._encoder_settings = settings_for_model(info, has_e, **self._encoder_chosen)
+        return self._encoder_settings
 
+    @property
+    def directions(self) -> LatentDirections:
+        """The directions this run uses: --directions, else the model's own, else the registry's."""
+        _ = self.generator  # the model's own folder is known once its file is read
+        assert self._directions is not None  # set with the generator
+        return self._directions
+
+    def _directions_of(self, G: Generator, path: Path) -> LatentDirections:
+        shape = (int(G.num_layers), int(G.w_dim))
+        kw: dict[str, Any] = {"model": self.model, "shape": shape, "offline": self.offline}
+        if self.directions_dir is not None:
+            return LatentDirections("folder", self.directions_dir, **kw)
+        own = own_directions_dir(G.info, path)
+        return (
+            LatentDirections("registry", None, **kw) if own is None else LatentDirections("model", own, **kw)
+        )
+
+    @property
+    def crop(self) -> Crop:
+        """The crop the generator records (FFHQ's when none); photos are aligned so."""
+        return Crop.from_dict(self.generator.info.get("crop"), f"{self.model}: the model's crop")
+
+    def synthesize(
+        self, dlatents: np.ndarray, *, noise: str = "const", seed: int | None = None
+    ) -> np.ndarray:
+        """``(N, L, w_dim)`` float32 -> ``uint8 (N, R, R, 3)`` at the generator's resolution."""
         kwargs: dict[str, Any] = {"noise": noise}
         if seed is not None:
             kwargs["seed"] = seed
         return to_uint8(self.generator.synthesis(np.asarray(dlatents, np.float32), **kwargs))
-
-    # -- directions ------------------------------------------------------------
-
-    def direction(self, name: str) -> np.ndarray:
-        """The named direction, checked against the generator: ``(L, w_dim)`` float32."""
-        if name not in self._directions:
-            path = self._direction_path(name)
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise ModelFileError(f"{path}: not a readable .npy direction file ({exc})") from exc
-            G = self.generator
-            arr = latent.check_direction(arr, int(G.num_layers), int(G.w_dim), name=str(path))
-            from babygan.models import cached_sha256  # a model file: hashed once, remembered across runs
-
-            self._directions[name] = (arr, {"path": str(path), "sha256": cached_sha256(path)})
-        return self._directions[name][0]
-
-    @property
-    def own_directions(self) -> Path | None:
-        """The model's own directions folder (its info names one: the built-in model), else None."""
-        if self._own_directions is False:
-            from babygan.model_choice import own_directions_dir
-
-            G = self.generator
-            path = self._model_path  # None: a generator given to the session, not read from a file
-            self._own_directions = None if path is None else own_directions_dir(G.info, path)
-        assert not isinstance(self._own_directions, bool)
-        return self._own_directions
-
-    def direction_names(self) -> list[str] | None:
-        """The directions this run can use when they come from a folder (--directions or the
-        model's own); None when they come from the registry."""
-        from babygan.model_choice import direction_names
-
-        folder = self.directions_dir or self.own_directions
-        return None if folder is None else direction_names(folder)
-
-    def _direction_path(self, name: str) -> Path:
-        filename = name if name.endswith(".npy") else f"{name}.npy"
-        if self.directions_dir is not None:
-            path = self.directions_dir / filename
-            if not path.is_file():
-                raise ModelFileError(f"{path}: direction file not found in --directions folder")
-            return path
-        own = self.own_directions
-        if own is not None:
-            if not (own / filename).is_file():
-                from babygan.model_choice import missing_directions_error
-
-                raise missing_directions_error(self.model, own, [filename.removesuffix(".npy")])
-            return own / filename
-        from babygan.models import resolve_model_file
-
-        return resolve_model_file(filename, offline=self.offline)
 
     def preflight(self, directions: Sequence[str] = ()) -> None:
         """Before a run: every file it needs from the registry present, or one error naming all.
@@ -209,33 +197,24 @@ class Session:
         their sizes and where to save them. Directions of a model with its own (the built-in
         one) are checked against its folder, all missing ones named in one line.
         """
-        from babygan import models
-        from babygan.model_choice import is_builtin, missing_directions_error
-
-        def registry_name(name: str) -> str | None:
-            if is_builtin(name) or Path(name).expanduser().is_file():
-                return None
-            try:
-                return models.lookup(name).name
-            except ModelFileError:
-                return None
 
         names: list[str] = []
-        model = registry_name(self.model)
+        model = _registry_name(self.model)
         if model is not None:
             names.append(model)
         wanted = [d.removesuffix(".npy") for d in directions]
         if wanted and self.directions_dir is None:
-            own = None if model is not None else self.own_directions
-            if own is not None:
-                missing = [d for d in wanted if not (own / f"{d}.npy").is_file()]
+            # a registry model has no folder of its own: its directions are fetched with it
+            own = None if model is not None else self.directions
+            if own is not None and own.folder is not None:
+                missing = own.missing(wanted)
                 if missing:
-                    raise missing_directions_error(self.model, own, missing)
+                    raise missing_directions_error(self.model, own.folder, missing)
             else:
-                names += [n for d in wanted if (n := registry_name(f"{d}.npy")) is not None]
+                names += [n for d in wanted if (n := _registry_name(f"{d}.npy")) is not None]
         hint = ""
         if self.encoder.perceptual == "vgg16":
-            vgg16 = registry_name(self.encoder.vgg16_weights)
+            vgg16 = _registry_name(self.encoder.vgg16_weights)
             if vgg16 is not None:
                 names.append(vgg16)
                 hint = (
@@ -243,7 +222,7 @@ class Session:
                     "to download: --perceptual identity, or --perceptual pixel)"
                 )
         if self.encoder.estimator:
-            estimator = registry_name(self.encoder.estimator)
+            estimator = _registry_name(self.encoder.estimator)
             if estimator is not None:
                 names.append(estimator)
         models.ensure_files(names, offline=self.offline, hint=hint)
@@ -252,8 +231,6 @@ class Session:
 
     def provenance(self) -> dict[str, Any]:
         """What a run used, for its records: the model, the directions loaded so far, the encoder."""
-        from babygan.model_choice import crop_of
-
         G = self.generator
         return {
             "model": {
@@ -262,12 +239,12 @@ class Session:
                 "resolution": int(G.resolution),
                 "num_layers": int(G.num_layers),
                 "w_dim": int(G.w_dim),
-                "crop": crop_of(G.info),
+                "crop": self.crop.to_dict(),
                 # what the file says of itself ("name" is taken: the name the model was asked by)
                 **{new: G.info[k] for k, new in (("name", "title"), ("licence", "licence")) if k in G.info},
-                "directions_from": self._directions_source(),
+                "directions_from": self.directions.described(),
             },
-            "directions": {name: meta for name, (_, meta) in self._directions.items()},
+            "directions": self.directions.provenance(),
             "encoder": self._encoder_record(),
         }
 
@@ -275,16 +252,9 @@ class Session:
         """The encoder's settings; an --init file also by its SHA-256."""
         record = dataclasses.asdict(self.encoder)
         if self.encoder.init_file is not None:
-            from babygan.models import sha256_file
-
             path = Path(self.encoder.init_file).expanduser()
-            record["init_sha256"] = sha256_file(path) if path.is_file() else None
+            record["init_sha256"] = models.sha256_file(path) if path.is_file() else None
         return record
-
-    def _directions_source(self) -> str:
-        if self.directions_dir is not None:
-            return str(self.directions_dir)
-        return "model" if self.own_directions is not None else "registry"
 
     # -- parents ---------------------------------------------------------------
 
@@ -319,60 +289,42 @@ class Session:
                 self._parents[key] = Parent(key[0], a.sha256, a.face, a.faces_found, a.image, wi, mask)
         return [self._parents[key] for key in keys]
 
-    @property
-    def crop_scale(self) -> float:
-        """The scale of the FFHQ crop the generator records (1.0: FFHQ's own); photos are aligned so."""
-        from babygan.model_choice import crop_scale
-
-        return crop_scale(self.generator.info, self.model)
-
     def _align(self, path: Path, face: int | None) -> _Aligned:
         """The photo at the generator's resolution: FFHQ-aligned, or resized when ``aligned``."""
-        from babygan.models import sha256_file
-
         if not path.is_file():
             raise BabyganError(f"{path}: no such file")
         res = int(self.generator.resolution)
         if self.aligned:
             if face is not None:
                 raise BabyganError(f"{path}: an aligned photo holds one face; no face {face} to choose")
-            return _Aligned(_load_aligned(path, res), sha256_file(path), 1, 1)
-        from babygan.align import align_photo
-
+            return _Aligned(_load_aligned(path, res), models.sha256_file(path), 1, 1)
         log.info("aligning %s", path.name)
-        found = align_photo(path, output_size=res, face=face, crop_scale=self.crop_scale)
+        scale = self.crop.scale
+        found = align.align_photo(path, output_size=res, face=face, crop_scale=scale)
         image = np.asarray(found.image, np.uint8)
-        from babygan.encoder.mask import aligned_landmarks
-
-        landmarks = aligned_landmarks(found.face.landmarks, res, self.crop_scale)  # align_photo's crop
-        return _Aligned(image, sha256_file(path), int(found.index), int(found.num_faces), landmarks)
+        landmarks = aligned_landmarks(found.face.landmarks, res, scale)  # align_photo's crop
+        return _Aligned(image, models.sha256_file(path), int(found.index), int(found.num_faces), landmarks)
 
     def _masks(self, images: np.ndarray, landmarks: list[np.ndarray | None]) -> np.ndarray | None:
         """float32 (N, S, S) face masks with --face-mask (landmarks found when aligning the
         photo; looked for with dlib where not known), else None."""
         if not self.encoder.face_mask:
             return None
-        from babygan.encoder.mask import masks_for
-
         return masks_for(images, self.encoder.mask_scale, landmarks)
 
     def _encode(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) aligned images -> (N, L, w_dim) float32: the one call into the encoder."""
         if self._encoder is None:
-            from babygan.encoder import Encoder
-
             self._encoder = Encoder(self.generator, self.encoder, offline=self.offline)
         w = self._encoder.encode_cached(images, masks=masks, use_cache=self.use_cache, progress=self.progress)
         return np.asarray(w, np.float32)
 
     def reconstructions(self, parents: Sequence[Parent]) -> np.ndarray:
-        """uint8 (N, R, R, 3): the generator's render of each parent's dlatents; with --composite,
+        """uint8 (N, R, R, 3): the generator's image of each parent's dlatents; with --composite,
         merged into the aligned photo outside the face mask (the photo's hair and background)."""
-        images = self.render(np.stack([p.dlatents for p in parents]))
+        images = self.synthesize(np.stack([p.dlatents for p in parents]))
         if not self.encoder.composite:
             return images
-        from babygan.encoder.mask import composite, masks_for
-
         out = images.copy()
         for i, p in enumerate(parents):
             mask = p.mask
@@ -381,12 +333,10 @@ class Session:
             out[i] = composite(images[i : i + 1], p.aligned[None], mask[None], self.encoder.composite_blur)[0]
         return out
 
-    # -- resemblance -----------------------------------------------------------
+    # -- measuring a child ------------------------------------------------------
 
     def resemblance(self, child: np.ndarray, father: Parent, mother: Parent) -> dict[str, Any]:
         """Face-descriptor distances from ``child`` (uint8 (H, W, 3)) to each parent's aligned photo."""
-        from babygan import resemblance as rs
-
         if self._describer is None:
             self._describer = rs.FaceDescriber()
         descs = []
@@ -397,12 +347,39 @@ class Session:
             descs.append(self._descriptors[key])
         return rs.resemblance(self._describer, child, descs[0], descs[1])
 
+    def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """The attribute network's age and gender of each face (uint8 (S, S, 3), cropped as the
+        generator's faces): ``{"age", "p_female", "gender", "attribute_model", "face_crop"}`` each,
+        or ``{"unavailable": why}`` each when the network is not installed (said once)."""
+        if self._attributes is None:
+            try:
+                self._attributes = attributes.AttributeModel.load(attributes.builtin_path())
+            except (ImportError, BabyganError) as exc:
+                log.warning("no age/gender estimate in the records: %s", exc)
+                self._attributes = str(exc)
+        model = self._attributes
+        if isinstance(model, str):
+            return [{"unavailable": model} for _ in images]
+        ours = self.crop
+        # the network's crop (the built-in model's when its JSON records none), never wider than ours
+        theirs = model.crop or Crop(scale=CROP_SCALE)
+        given = theirs if theirs.scale < ours.scale else ours
+        faces = np.stack([resize(ours.inner(im, theirs), model.input_size) for im in images])
+        ages, p_female = model.predict(faces)
+        return [
+            {
+                "age": round(float(a), 1),
+                "p_female": round(float(p), 3),
+                "gender": "female" if p >= 0.5 else "male",
+                "attribute_model": str(model.path),
+                "face_crop": given.to_dict(),  # what the network was given
+            }
+            for a, p in zip(ages, p_female, strict=True)
+        ]
+
 
 def _load_aligned(path: Path, size: int) -> np.ndarray:
     """An already aligned photo as uint8 (size, size, 3); it must be square (resized with Lanczos)."""
-    from babygan.photo import load_photo
-    from babygan.render import resize
-
     image = load_photo(path)
     h, w = image.shape[:2]
     if h != w:

@@ -13,9 +13,9 @@ the same on every machine and in both archives (they share names).
 The crop: UTKFace's own crops are tighter than FFHQ's, so the FFHQ recipe
 (``babygan.align``) is run on the 200 px faces with its square shrunk by
 ``CROP_SCALE`` (chosen with ``padding_fractions``: the largest scale at which few
-crops reach past the UTKFace image and need reflection padding). ``CROP`` is the small
-dict a model file carries so that a parent photo can be aligned the same way:
-``align_photo(path, crop_scale=CROP["scale"])``.
+crops reach past the UTKFace image and need reflection padding). This module only names
+that scale; the crop itself is ``babygan.align.Crop(scale=CROP_SCALE)``, which a model
+file records so that a parent photo is aligned the same way.
 
 Arrays crossing this module's boundary: images ``uint8 (N, S, S, 3)`` RGB; ages
 ``int16 (N,)`` years; genders ``int8 (N,)`` (1 = female); races ``int8 (N,)``
@@ -37,7 +37,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from babygan.align import Crop, align_image, detect_faces, ffhq_quad
+from babygan.atomic import atomic_path
 from babygan.errors import BabyganError
+from babygan.models import cache_dir, cached_sha256
 
 log = logging.getLogger("babygan")
 
@@ -46,28 +49,12 @@ Split = Literal["train", "holdout", "all"]
 HOLDOUT_FRACTION = 0.1
 # Measured with padding_fractions on all 9,780 faces of utkface200.tar (see models/builtin.md).
 CROP_SCALE = 0.7
-CROP: dict[str, object] = {"recipe": "ffhq", "scale": CROP_SCALE}
+#: the crop's JSON form, as the built-in model's file records it (babygan.align.Crop reads it)
+CROP = Crop(scale=CROP_SCALE).to_dict()
 # align_image's supersampling, as FFHQ's 4096 -> 1024.
 TRANSFORM_FACTOR = 4
 _SUFFIX = ".jpg.chip.jpg"
 _CACHE_VERSION = 1
-
-
-def crop_spec(scale: float = CROP_SCALE) -> dict[str, object]:
-    """The crop as a model file records it: ``{"recipe": "ffhq", "scale": scale}``."""
-    return {"recipe": "ffhq", "scale": float(scale)}
-
-
-def crop_scale_of(spec: dict[str, object] | None) -> float:
-    """The FFHQ-recipe scale of a recorded crop (``None`` = FFHQ's own crop, 1.0)."""
-    if spec is None:
-        return 1.0
-    if spec.get("recipe") != "ffhq":
-        raise BabyganError(f"unknown crop recipe {spec.get('recipe')!r} (babygan knows 'ffhq')")
-    scale = spec.get("scale", 1.0)
-    if not isinstance(scale, int | float) or not 0 < float(scale) <= 4:
-        raise BabyganError(f"crop scale must be a number in (0, 4], got {scale!r}")
-    return float(scale)
 
 
 # --------------------------------------------------------------------------- labels
@@ -135,7 +122,7 @@ class FaceSet:
     genders: np.ndarray
     races: np.ndarray
     names: list[str]
-    crop: dict[str, object] | None = None  # None: UTKFace's own crop
+    crop: Crop | None = None  # None: UTKFace's own crop
 
     def __len__(self) -> int:
         return len(self.names)
@@ -258,9 +245,7 @@ class UTKFaceArchive:
             idx = idx[:limit]
         return self._faceset(idx, self.read_images(idx, size))
 
-    def _faceset(
-        self, idx: Sequence[int], images: np.ndarray, crop: dict[str, object] | None = None
-    ) -> FaceSet:
+    def _faceset(self, idx: Sequence[int], images: np.ndarray, crop: Crop | None = None) -> FaceSet:
         labs = [self.labels[i] for i in idx]
         return FaceSet(
             images=images,
@@ -283,7 +268,6 @@ def load_utkface(
 
 
 def _cache_file(archive: UTKFaceArchive, kind: str) -> Path:
-    from babygan.models import cache_dir, cached_sha256
 
     digest = cached_sha256(archive.path)[:16]
     return cache_dir("datasets") / f"utkface-{digest}-{kind}-v{_CACHE_VERSION}.npz"
@@ -299,7 +283,6 @@ def find_landmarks(
     cached under the user cache dir (``$BABYGAN_HOME/datasets``), keyed by the archive's
     SHA-256. Landmarks are found on Pillow's decoding of the JPEGs.
     """
-    from babygan.align import detect_faces
 
     cache = _cache_file(archive, "landmarks")
     if use_cache and cache.is_file():
@@ -326,8 +309,6 @@ def find_landmarks(
                 log.info("landmarks: %d / %d", done, n)
     found = np.all(np.isfinite(landmarks), axis=(1, 2))
     if use_cache:
-        from babygan.atomic import atomic_path
-
         with atomic_path(cache) as tmp:
             np.savez(tmp, names=np.array(archive.members), found=found, landmarks=landmarks)
     return found, landmarks
@@ -339,7 +320,6 @@ def needs_padding(
     """Whether ``align_image(..., output_size, crop_scale=scale)`` would reflect-pad this face
     in a ``width x height`` photo: align_image's own rule (after its shrink step, the square
     comes within 4 px of the photo's edge)."""
-    from babygan.align import ffhq_quad
 
     quad, side = ffhq_quad(np.asarray(landmarks, np.float64), scale)
     shrink = int(np.floor(side / output_size * 0.5))
@@ -362,7 +342,6 @@ def crop_fit(landmarks: np.ndarray, width: int, height: int, scale: float) -> di
     fills in); ``chin_v`` / ``lip_v``: where the chin (landmark 8) and the lower lip (57)
     fall on the square's vertical axis, from -0.5 (top edge) to 0.5 (bottom edge).
     """
-    from babygan.align import ffhq_quad
 
     lm = np.asarray(landmarks, np.float64)
     quad, side = ffhq_quad(lm, scale)
@@ -426,7 +405,7 @@ def align_utkface(
     archive = UTKFaceArchive.open(path)
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    crop = crop_spec(scale)
+    crop = Crop(scale=scale)
     cache = _cache_file(archive, f"aligned{size}-s{scale:g}")
     images = None
     if use_cache and cache.is_file():
@@ -437,8 +416,6 @@ def align_utkface(
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable cache, aligning again (%s)", cache, exc)
     if images is None:
-        from babygan.align import align_image
-
         found, landmarks = find_landmarks(archive, use_cache=use_cache, progress=progress)
         keep = np.flatnonzero(found)
         index = {archive.members[i]: k for k, i in enumerate(keep)}
@@ -461,8 +438,6 @@ def align_utkface(
                 "%s: no face found in %d of %d images", archive.path, len(archive) - len(keep), len(archive)
             )
         if use_cache:
-            from babygan.atomic import atomic_path
-
             with atomic_path(cache) as tmp:
                 np.savez(tmp, names=np.array(archive.members), keep=keep, images=images)
     faces = archive._faceset([int(i) for i in keep], images, crop)

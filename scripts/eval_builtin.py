@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from babygan import backend, quality, render
+    from babygan.align import Crop
     from babygan.errors import BabyganError
-    from babygan.model_choice import crop_scale
     from babygan.stylegan import load_generator
     from babygan.utkface import align_utkface
 
@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         G = load_generator(args.model)
         real = align_utkface(
-            args.utkface, size=G.resolution, scale=crop_scale(G.info, args.model), split="holdout"
+            args.utkface,
+            size=G.resolution,
+            scale=Crop.from_dict(G.info.get("crop"), args.model).scale,
+            split="holdout",
         )
         figures = quality.model_quality(
             G, real.images[: args.real], samples=args.samples, face_samples=args.face_samples

@@ -282,10 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"saved {ckpt} at kimg {trainer.nimg / 1000:.1f}; samples in {out / 'samples.png'}")
         if args.export:
-            from babygan.utkface import CROP
+            from babygan.align import Crop
+            from babygan.utkface import CROP_SCALE
 
             # the crop parents must be aligned with: the training faces' own (UTKFace's crop has none)
-            info = {"crop": CROP} if args.crop == "aligned" else {"crop": {"recipe": "utkface"}}
+            aligned = Crop(scale=CROP_SCALE).to_dict()
+            info = {"crop": aligned} if args.crop == "aligned" else {"crop": {"recipe": "utkface"}}
             info.update(name="babygan built-in (UTKFace)", licence="UTKFace: non-commercial research only")
             dataset = f"{Path(args.data).name}: {len(images)} faces"
             path = trainer.export(args.export, dataset=dataset, info=info)

@@ -3,7 +3,9 @@
 - no module of the library is over 500 lines;
 - no two modules import each other (lazy imports inside functions count too);
 - only babygan/backend.py imports a deep-learning framework directly (TensorFlow, JAX,
-  PyTorch): everything else speaks keras.ops, so it runs under every backend.
+  PyTorch): everything else speaks keras.ops, so it runs under every backend;
+- the public API (babygan/__init__.py) names only what its modules define, and imports
+  none of them when ``babygan`` is imported.
 """
 
 from __future__ import annotations
@@ -67,3 +69,36 @@ def test_only_the_backend_module_imports_a_framework():
         if {i.split(".")[0] for i in _imports(path, modules)} & FRAMEWORKS
     }
     assert users <= {"babygan.backend"}, users
+
+
+def test_public_api_is_lazy_and_each_name_has_an_owner():
+    init = PACKAGE / "__init__.py"
+    tree = ast.parse(init.read_text())
+    eager = [
+        node
+        for node in tree.body  # top level, outside "if TYPE_CHECKING:"
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and any(
+            (a.name if isinstance(node, ast.Import) else node.module or "").startswith("babygan")
+            for a in node.names
+        )
+    ]
+    assert eager == []
+    import babygan
+
+    assert set(babygan.__all__) == {"__version__", *babygan._PUBLIC}
+    modules = _modules()
+    for name, owner in babygan._PUBLIC.items():
+        assert owner in modules, (name, owner)
+        defined = {
+            n.name
+            for n in ast.parse(modules[owner].read_text()).body
+            if isinstance(n, ast.FunctionDef | ast.ClassDef)
+        } | {
+            t.id
+            for n in ast.parse(modules[owner].read_text()).body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        assert name in defined, f"{name} is not defined in {owner} (re-exported from elsewhere?)"

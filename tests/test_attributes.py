@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from babygan import utkface
+from babygan.align import Crop
 from babygan.attributes import AttributeModel, build_network, builtin_path, evaluate, info_path
 from babygan.errors import ModelFileError
 from tests.conftest import shared_path
@@ -32,7 +33,7 @@ def shipped() -> AttributeModel:
 def test_shipped_model_is_small_and_says_what_it_was_trained_on(shipped):
     assert builtin_path().stat().st_size < 2_000_000
     assert shipped.path == builtin_path()
-    assert shipped.crop == utkface.CROP
+    assert shipped.crop == Crop(scale=utkface.CROP_SCALE)
     assert shipped.input_size == shipped.info["input_size"]
     held = shipped.info["holdout"]
     assert held["n"] > 900 and held["age_mae"] < 12 and held["gender_accuracy"] > 0.8
@@ -100,7 +101,7 @@ def test_save_writes_the_network_and_its_json(tmp_path):
     model = AttributeModel(build_network(32), info={"input_size": 32, "crop": utkface.CROP})
     dest = model.save(tmp_path / "m.keras")
     again = AttributeModel.load(dest)
-    assert again.input_size == 32 and again.crop == utkface.CROP
+    assert again.input_size == 32 and again.crop == Crop(scale=utkface.CROP_SCALE)
     assert json.loads(info_path(dest).read_text())["input_size"] == 32
     images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     np.testing.assert_allclose(again.predict(images)[0], model.predict(images)[0], rtol=1e-5)

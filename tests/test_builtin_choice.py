@@ -50,9 +50,10 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def attribute_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained attribute network of the shipped architecture (with its crop in the JSON)."""
-    from babygan.attributes import AttributeModel, build_network, start_keras
+    from babygan.attributes import AttributeModel, build_network
+    from babygan.backend import ensure_started
 
-    start_keras()
+    ensure_started()
     path = tmp_path_factory.mktemp("attributes") / "attributes.keras"
     AttributeModel(network=build_network(), info={"crop": dict(CROP), "input_size": 64}).save(path)
     return path
@@ -191,14 +192,16 @@ def test_direction_the_model_lacks_is_one_line(builtin, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_estimate_crops_an_ffhq_face_to_the_attribute_crop(attribute_file, monkeypatch):
-    from babygan import outputs
+def test_estimate_crops_an_ffhq_face_to_the_attribute_crop(builtin, tmp_path):
+    from babygan.session import Session
+    from babygan.stylegan import random_generator
 
-    monkeypatch.setattr("babygan.attributes.builtin_path", lambda: attribute_file)
+    plain = random_generator(32, fmap_max=16, seed=0)  # records no crop: FFHQ's own
+    plain_path = plain.save(tmp_path / "plain.npz")
     face = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
-    (ffhq,) = outputs.estimate_faces([face], None)  # FFHQ's crop: the central 0.7 is taken
-    (tight,) = outputs.estimate_faces([face[15:85, 15:85]], CROP)
-    assert ffhq["face_crop"]["scale"] == 0.7
+    (ffhq,) = Session(plain_path).estimate([face])  # FFHQ's crop: the central 0.7 is taken
+    (tight,) = Session("builtin").estimate([face[15:85, 15:85]])
+    assert ffhq["face_crop"] == tight["face_crop"] == CROP
     assert ffhq["age"] == pytest.approx(tight["age"], abs=0.05)
 
 
@@ -271,6 +274,6 @@ def test_ship_builtin_records_its_directions(tmp_path, monkeypatch):
     from babygan.session import Session
 
     session = Session("builtin")
-    assert session.direction_names() == ["age", "gender"]
-    assert session.crop_scale == 0.7
+    assert session.directions.names() == ["age", "gender"] and session.directions.source == "model"
+    assert session.crop.scale == 0.7
     assert session.generator.info["directions"] == builtin_pkg.BUILTIN_DIRECTIONS

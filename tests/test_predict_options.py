@@ -48,3 +48,40 @@ def test_shared_options_parse_the_same(tmp_path, args, monkeypatch):
     res = _invoke(tmp_path, [*args, "-m", "tiny.npz", "--offline", "-q", "--precision", "fp32"])
     assert res.exit_code == 0, res.output
     assert seen == {"model": "tiny.npz", "offline": True, "quiet": True}
+
+
+@pytest.mark.parametrize("child_first", [True, False])
+def test_option_decorators_stack_in_any_order(child_first):
+    """The session learns the directions the child options use whichever decorator is outermost."""
+    import click
+
+    from babygan.cli.options import child_options, session_options
+
+    seen = {}
+
+    def body(options, session):
+        seen["directions"] = session.directions
+
+    decorators = [child_options(), session_options]
+    if not child_first:
+        decorators.reverse()
+    for decorate in reversed(decorators):
+        body = decorate(body)
+    command = click.command()(body)
+    args = ["-m", "tiny.npz", "--precision", "fp32", "--smile", "1", "--shift", "eyes_open=0.5"]
+    res = CliRunner().invoke(command, args)
+    assert res.exit_code == 0, res.output
+    assert seen["directions"] == ("age", "smile", "eyes_open")
+
+
+def test_defaults_are_the_librarys():
+    """--help shows the defaults of ChildOptions and babygan.latent, not numbers typed again."""
+    from babygan import latent
+    from babygan.pipeline import ChildOptions
+
+    text = " ".join(CliRunner().invoke(main, ["predict", "--help"], terminal_width=200).output.split())
+    defaults = ChildOptions()
+    assert f"default: {defaults.genes}" in text and f"default: {defaults.layers}" in text
+    assert f"default {latent.DEFAULT_AGE_YEARS:g}" in text
+    sweep = " ".join(CliRunner().invoke(main, ["age-sweep", "--help"], terminal_width=200).output.split())
+    assert latent.DEFAULT_SWEEP_AGES in sweep

@@ -1,4 +1,4 @@
-"""``babygan serve``: the server starts, answers, survives bad input, renders, and a real
+"""``babygan serve``: the server starts, answers, survives bad input, predicts, and a real
 browser (Debian's headless Chromium, driven by Selenium) uploads two photos, moves the
 age slider and sees a new child.
 
@@ -84,7 +84,7 @@ def test_a_busy_port_is_a_one_line_error() -> None:
             bind("127.0.0.1", port)
 
 
-def test_render_parameters_are_checked(tmp_path: Path) -> None:
+def test_predict_parameters_are_checked(tmp_path: Path) -> None:
     from babygan.web.service import Photo, WebError, WebService
 
     service = WebService(object(), tmp_path)
@@ -277,34 +277,35 @@ def test_bad_input_gets_a_clear_message_and_the_server_stays_up(server: Server, 
         status, answer = server.api("/api/photo", raw=data, name=name)
         assert (status, message in answer.get("error", "")) == (code, True), (name, answer)
         assert str(server.workdir) not in answer["error"]  # the user's file name, not our copy's
-    status, body, _ = server.request("/api/render", b"{not json", "application/json")
+    status, body, _ = server.request("/api/predict", b"{not json", "application/json")
     assert status == 400 and b"not valid JSON" in body
-    status, answer = server.api("/api/render", {"father": {"photo": "0" * 16}, "mother": {"photo": "1" * 16}})
+    unknown = {"father": {"photo": "0" * 16}, "mother": {"photo": "1" * 16}}
+    status, answer = server.api("/api/predict", unknown)
     assert status == 404 and "upload it again" in answer["error"]
     assert server.request("/files/r00001/../../etc/passwd")[0] == 404
     assert server.api("/api/info")[0] == 200 and server.proc.poll() is None
 
 
 @pytest.mark.slow
-def test_render_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[str, Path]) -> None:
+def test_predict_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[str, Path]) -> None:
     dad, mum = server.upload(tiny["dad"]), server.upload(tiny["mum"])
     assert server.upload(tiny["dad"])["id"] == dad["id"]  # the same bytes: the same photo
-    status, first = server.api("/api/render", _params(dad, mum, age=10))
+    status, first = server.api("/api/predict", _params(dad, mum, age=10))
     assert status == 200, first
     child = _png(server, first["children"][0]["url"])
     assert child.shape == (32, 32, 3)
-    # A slider move renders from the cached latents: a different child, no encode.
-    status, older = server.api("/api/render", _params(dad, mum, age=50, shifts={"gender": 1.0}))
+    # A slider move predicts from the cached latents: a different child, no encode.
+    status, older = server.api("/api/predict", _params(dad, mum, age=50, shifts={"gender": 1.0}))
     assert status == 200 and older["run"] != first["run"]
     assert not np.array_equal(_png(server, older["children"][0]["url"]), child)
-    status, kids = server.api("/api/render", _params(dad, mum, children=3, seed=4))
+    status, kids = server.api("/api/predict", _params(dad, mum, children=3, seed=4))
     assert [c["name"] for c in kids["children"]] == ["child_01", "child_02", "child_03"]
     status, _, headers = server.request(kids["sheet"] + "?download=1")
     assert status == 200 and "attachment" in headers["content-disposition"]
     # Concurrent requests queue behind one lock; each gets its answer.
     with ThreadPoolExecutor(4) as pool:
         answers = list(
-            pool.map(lambda a: server.api("/api/render", _params(dad, mum, age=a)), (5, 15, 25, 35))
+            pool.map(lambda a: server.api("/api/predict", _params(dad, mum, age=a)), (5, 15, 25, 35))
         )
     assert [s for s, _ in answers] == [200] * 4 and len({a["run"] for _, a in answers}) == 4
     status, sweep = server.api("/api/sweep", _params(dad, mum))
@@ -323,7 +324,7 @@ def test_a_group_photo_offers_its_faces(server: Server, tiny: dict[str, Path]) -
     mum = server.upload(tiny["mum"])
     params = _params(group, mum)
     params["father"]["face"] = 2
-    status, answer = server.api("/api/render", params)
+    status, answer = server.api("/api/predict", params)
     assert status == 200 and answer["faces"]["father"] == 2
 
 

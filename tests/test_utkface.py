@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from babygan import utkface
+from babygan.align import FFHQ_CROP, Crop
 from babygan.errors import BabyganError
 from tests.conftest import shared_path
 
@@ -204,14 +205,23 @@ def test_crop_fit_measures_the_padding_and_where_the_chin_falls():
     assert 0 < table[0.5]["lip_v"] < table[0.5]["chin_v"]
 
 
-def test_crop_spec_round_trip():
-    assert utkface.crop_spec(utkface.CROP_SCALE) == utkface.CROP
-    assert utkface.crop_scale_of(utkface.CROP) == utkface.CROP_SCALE
-    assert utkface.crop_scale_of(None) == 1.0
-    with pytest.raises(BabyganError, match="recipe"):
-        utkface.crop_scale_of({"recipe": "celeba"})
-    with pytest.raises(BabyganError, match="scale"):
-        utkface.crop_scale_of({"recipe": "ffhq", "scale": "big"})
+def test_crop_json_round_trip():
+    crop = Crop(scale=utkface.CROP_SCALE)
+    assert crop.to_dict() == utkface.CROP == {"recipe": "ffhq", "scale": 0.7}  # what model files hold
+    assert Crop.from_dict(crop.to_dict()) == crop
+    assert Crop.from_dict(None) == FFHQ_CROP == Crop("ffhq", 1.0)
+    with pytest.raises(BabyganError, match=r"^m\.npz: unknown crop recipe 'celeba'"):
+        Crop.from_dict({"recipe": "celeba"}, "m.npz")
+    with pytest.raises(BabyganError, match=r"^m\.npz: crop scale must be"):
+        Crop.from_dict({"recipe": "ffhq", "scale": "big"}, "m.npz")
+    with pytest.raises(BabyganError, match="not a"):
+        Crop.from_dict([0.7], "m.npz")
+
+
+def test_crop_inner_takes_the_central_tighter_square():
+    image = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
+    np.testing.assert_array_equal(FFHQ_CROP.inner(image, Crop(scale=0.7)), image[15:85, 15:85])
+    assert Crop(scale=0.7).inner(image, FFHQ_CROP) is image  # never wider than the face given
 
 
 # ------------------------------------------------------------------- the aligned set
@@ -221,7 +231,7 @@ def test_align_utkface_aligns_real_faces_and_caches_them(tmp_path, monkeypatch, 
     path = _tar_with(tmp_path / "few.tar", _real_members("utkface200.tar", 6))
     faces = utkface.align_utkface(path, size=32, scale=0.7)
     assert faces.images.shape == (6, 32, 32, 3) and faces.images.dtype == np.uint8
-    assert faces.crop == {"recipe": "ffhq", "scale": 0.7}
+    assert faces.crop == Crop(scale=0.7)
     cached = sorted(p.name for p in (_isolated_babygan_home / "datasets").iterdir())
     assert any("landmarks" in n for n in cached) and any("aligned32-s0.7" in n for n in cached)
 

@@ -13,12 +13,18 @@ from pathlib import Path
 
 import click
 
-from babygan import __version__
+from babygan import __version__, backend
+from babygan.cli import age_sweep, batch, encode, generate, predict, serve, train_estimator
+from babygan.cli import align as align_cmd
+from babygan.cli import models as models_cmd
+from babygan.cli.learn_directions import learn_directions
 from babygan.errors import BabyganError
+from babygan.models import use_models_dir
 
 # Commands that run the networks: once their arguments are parsed, the Keras backend is
 # started first (babygan/backend.py), without its start-up chatter.
-_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch"}
+# serve too: resolving --precision, before its body, imports TensorFlow.
+_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch", "serve"}
 
 
 class _Group(click.Group):
@@ -52,9 +58,7 @@ def main(models_dir: Path | None) -> None:
     """Predict a child's face from photos of two parents, with StyleGAN."""
     _log_to_stderr()
     if models_dir is not None:
-        from babygan import models
-
-        models.use_models_dir(models_dir)
+        use_models_dir(models_dir)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -81,54 +85,31 @@ def _log_to_stderr() -> None:
 
 
 def _backend_first(command: click.Command) -> None:
-    """Run babygan.backend.start() before the command's own body (after its arguments parse,
-    so a typo or --help answers at once)."""
+    """Start the backend (babygan.backend.ensure_started) before the command's own body and
+    its options' building (after its arguments parse, so a typo or --help answers at once)."""
     body = command.callback
     assert body is not None
 
     @functools.wraps(body)
     def run(*args, **kwargs):
-        _start_backend()
+        backend.ensure_started()
         return body(*args, **kwargs)
 
     command.callback = run
 
 
-@functools.cache
-def _start_backend() -> None:
-    """Once per process (a test or a script may run many commands): its device line is said once."""
-    from babygan import backend
-
-    backend.start()
-
-
-def _register() -> None:
-    from babygan.cli import models as models_cmd
-
-    main.add_command(models_cmd.models)
-    from babygan.cli import align as align_cmd
-
-    main.add_command(align_cmd.align)
-    from babygan.cli import age_sweep, batch, predict
-
-    main.add_command(predict.predict)
-    main.add_command(age_sweep.age_sweep)
-    main.add_command(batch.batch)
-    from babygan.cli import generate
-
-    main.add_command(generate.generate)
-    from babygan.cli import encode, train_estimator
-
-    main.add_command(encode.encode)
-    main.add_command(train_estimator.train_estimator)
-    from babygan.cli.learn_directions import learn_directions
-
-    main.add_command(learn_directions)
-    from babygan.cli import serve
-
-    main.add_command(serve.serve)
-
-
-_register()
+for _command in (
+    models_cmd.models,
+    align_cmd.align,
+    predict.predict,
+    age_sweep.age_sweep,
+    batch.batch,
+    generate.generate,
+    encode.encode,
+    train_estimator.train_estimator,
+    learn_directions,
+    serve.serve,
+):
+    main.add_command(_command)
 for _name in _NETWORK_COMMANDS:
     _backend_first(main.commands[_name])

@@ -7,33 +7,26 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan import outputs, pipeline, render
+from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 from babygan.cli.params import PHOTO, AgeRange
+from babygan.latent import DEFAULT_SWEEP_AGES
+from babygan.outputs import SWEEP_FPS
 
 if TYPE_CHECKING:
     from babygan.latent import Age
-    from babygan.pipeline import EditOptions
-
-DEFAULT_AGES = "1:50:19"
 
 
 @click.command("age-sweep")
 @click.argument("father", type=PHOTO)
 @click.argument("mother", type=PHOTO)
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out/age-sweep"),
-    show_default=True,
-    help="Where the frames and files go.",
-)
+@output_dir_option("Where the frames and files go.", default=Path("babygan-out/age-sweep"))
 @click.option(
     "--ages",
     type=AgeRange(in_years=True),
     default=None,
     metavar="FROM:TO:N",
-    help=f"Ages in years, N frames from FROM to TO (default {DEFAULT_AGES}).",
+    help=f"Ages in years, N frames from FROM to TO (default {DEFAULT_SWEEP_AGES}).",
 )
 @click.option(
     "--coeffs",
@@ -49,7 +42,7 @@ DEFAULT_AGES = "1:50:19"
 @click.option(
     "--fps",
     type=click.FloatRange(0.1, 60.0),
-    default=8.0,
+    default=SWEEP_FPS,
     show_default=True,
     help="Frames per second of the GIF / MP4.",
 )
@@ -64,21 +57,19 @@ def age_sweep(
     gif: bool,
     mp4: bool,
     fps: float,
-    options: EditOptions,
+    options: pipeline.EditOptions,
     session: SessionOptions,
 ) -> None:
-    """Render the child of FATHER and MOTHER across ages with the same latents (encoded once).
+    """Show the child of FATHER and MOTHER across ages with the same latents (encoded once).
 
     Writes frame_01.png ..., sheet.png (a contact sheet), age_sweep.npy/.json and,
     with --gif / --mp4, an animation.
     """
-    from babygan import outputs, pipeline, render
-
     if ages is not None and coeffs is not None:
         raise click.UsageError("give --ages or --coeffs, not both")
     if mp4:  # fail before the slow encode
         render.require_mp4(output_dir / "age_sweep.mp4")
-    steps = coeffs or ages or AgeRange(in_years=True).convert(DEFAULT_AGES, None, None)
+    steps = coeffs or ages or AgeRange(in_years=True).convert(DEFAULT_SWEEP_AGES, None, None)
     result = pipeline.age_sweep(father, mother, options, session.open(), ages=steps)
     paths = outputs.write_sweep(result, output_dir, gif=gif, mp4=mp4, fps=fps)
     click.echo(f"{len(paths['frames'])} frames: {Path(paths['frames'][0]).parent}")

@@ -9,21 +9,20 @@ from typing import TYPE_CHECKING
 
 import click
 
+from babygan import align as aligner
+from babygan import render
+from babygan.atomic import atomic_path
+from babygan.cli.options import face_option, output_dir_option, photos_argument
 from babygan.errors import BabyganError
+from babygan.stylegan import load_generator
 
 if TYPE_CHECKING:
-    from babygan.align import AlignedFace
+    from babygan.align import AlignedFace, Crop
 
 
 @click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write <stem>.png (created if needed).",
-)
+@photos_argument
+@output_dir_option("Where to write <stem>.png (created if needed).")
 @click.option(
     "--size",
     default=None,
@@ -37,11 +36,7 @@ if TYPE_CHECKING:
     help="Crop as this model records (name, path or `builtin`; e.g. the built-in model's tighter "
     "crop) at its resolution. Default: FFHQ's crop.",
 )
-@click.option(
-    "--face",
-    type=click.IntRange(min=1),
-    help="Which face, counting left to right from 1 (default: the largest).",
-)
+@face_option()
 @click.option("--all-faces", is_flag=True, help="Write every face: <stem>_01.png, <stem>_02.png ...")
 @click.option("--landmarks", is_flag=True, help="Also write <stem>.json: box and 68 points of each face.")
 @click.option(
@@ -74,15 +69,11 @@ def align(
     """
     if face is not None and all_faces:
         raise click.UsageError("--face and --all-faces cannot be used together")
-    from babygan import align as aligner
 
-    crop_scale = 1.0
+    crop = aligner.FFHQ_CROP
     if model is not None:
-        from babygan.model_choice import crop_scale as model_crop_scale
-        from babygan.stylegan import load_generator
-
         G = load_generator(model)
-        crop_scale = model_crop_scale(G.info, model)
+        crop = aligner.Crop.from_dict(G.info.get("crop"), f"{model}: the model's crop")
         size = size or int(G.resolution)
     size = size or 1024
     aligner.load_predictor(predictor)  # a bad model file fails once, before any photo
@@ -93,13 +84,13 @@ def align(
         try:
             if all_faces:
                 results = aligner.align_photo_all(
-                    photo, size, upsample=upsample, predictor=predictor, crop_scale=crop_scale
+                    photo, size, upsample=upsample, predictor=predictor, crop_scale=crop.scale
                 )
                 names = [f"{photo.stem}_{r.index:02d}.png" for r in results]
             else:
                 results = [
                     aligner.align_photo(
-                        photo, size, face, upsample=upsample, predictor=predictor, crop_scale=crop_scale
+                        photo, size, face, upsample=upsample, predictor=predictor, crop_scale=crop.scale
                     )
                 ]
                 names = [f"{photo.stem}.png"]
@@ -112,7 +103,7 @@ def align(
                         f"{photo}: would overwrite {out}, written for {written_by[out]} in this run; "
                         "rename one of the photos"
                     )
-            _write(results, outputs, json_path if landmarks else None, size, crop_scale)
+            _write(results, outputs, json_path if landmarks else None, size, crop)
         except (BabyganError, OSError) as exc:
             failed += 1
             click.echo(f"Error: {exc}", err=True)
@@ -126,12 +117,10 @@ def align(
 
 
 def _write(
-    results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int, crop_scale: float
+    results: list[AlignedFace], outputs: list[Path], json_path: Path | None, size: int, crop: Crop
 ) -> None:
     """PNG per face (and one JSON per photo): all written to temporaries first and renamed
     together at the end, so a failure part-way leaves none of this photo's files."""
-    from babygan import render
-    from babygan.atomic import atomic_path
 
     with contextlib.ExitStack() as renames:
         for result, out in zip(results, outputs, strict=True):
@@ -143,7 +132,7 @@ def _write(
                 "source": str(first.source),
                 "num_faces": first.num_faces,
                 "output_size": size,
-                "crop": {"recipe": "ffhq", "scale": crop_scale},
+                "crop": crop.to_dict(),
             }
             faces = [
                 json.dumps({"index": r.index, "file": out.name, **r.face.to_json()})

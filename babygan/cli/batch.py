@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan.batch import run_batch, summary_table
+from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 
 if TYPE_CHECKING:
     from babygan.batch import BatchRow
@@ -16,13 +17,8 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out"),
-    show_default=True,
-    help="Each pair goes to OUTPUT_DIR/<name>/; batch.json summarises the run.",
+@output_dir_option(
+    "Each pair goes to OUTPUT_DIR/<name>/; batch.json summarises the run.", default=Path("babygan-out")
 )
 @child_options()
 @session_options
@@ -34,7 +30,6 @@ def batch(pairs: Path, output_dir: Path, options: ChildOptions, session: Session
     distinct photo is aligned and encoded once. A failing row is reported and the
     others still run; the exit code is 1 if any row failed.
     """
-    from babygan.batch import run_batch, summary_table
 
     def report(row: BatchRow) -> None:
         if row.ok:

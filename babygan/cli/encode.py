@@ -1,4 +1,4 @@
-"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and renders (<stem>_reconstruction.png).
+"""``babygan encode``: photos -> StyleGAN dlatents (<stem>.npy) and their images (<stem>_reconstruction.png).
 
 The photos go through the same Session as ``predict`` (babygan/session.py): aligned (or only
 resized with --aligned), encoded together, cached per aligned image.
@@ -10,30 +10,26 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import SessionOptions, encoding_options
+from babygan import outputs
+from babygan.cli.options import (
+    SessionOptions,
+    encoding_options,
+    face_option,
+    output_dir_option,
+    photos_argument,
+)
 from babygan.errors import BabyganError
 
 
 @click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).",
-)
+@photos_argument
+@output_dir_option("Where to write <stem>.npy and <stem>_reconstruction.png (created if needed).")
 @click.option(
     "--aligned",
     is_flag=True,
     help="The photos are aligned crops already: only resize them to the model's resolution.",
 )
-@click.option(
-    "--face",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Which face of each photo, counted from the left (default: the largest).",
-)
+@face_option()
 @encoding_options
 def encode(
     photos: tuple[Path, ...], output_dir: Path, aligned: bool, face: int | None, session: SessionOptions
@@ -51,8 +47,6 @@ def encode(
         raise BabyganError(
             f"{dupes[0]}: two photos share this name; their outputs would overwrite each other"
         )
-
-    from babygan import outputs
 
     s = session.open(aligned=aligned)
     parents = s.parents([(p, face) for p in photos])

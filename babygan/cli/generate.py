@@ -6,8 +6,12 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, precision_option
+from babygan import render
+from babygan.cli.options import model_option, offline_option, output_dir_option, precision_option
 from babygan.cli.params import SeedList
+from babygan.outputs import save_npy
+from babygan.stylegan import load_generator
+from babygan.stylegan.sampling import generate_from_seeds
 
 
 @click.command()
@@ -30,13 +34,7 @@ from babygan.cli.params import SeedList
     show_default=True,
     help="const: the model's stored noise; random: fresh noise drawn from each image's seed.",
 )
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out/generate"),
-    show_default=True,
-)
+@output_dir_option("Where seedNNNN.png (and .npy) go.", default=Path("babygan-out/generate"))
 @click.option(
     "--save-latents",
     is_flag=True,
@@ -56,10 +54,6 @@ def generate(
     precision: str,
 ) -> None:
     """Generate images from seeds, as the official StyleGAN scripts do (z = RandomState(seed).randn)."""
-    from babygan import render
-    from babygan.outputs import save_npy
-    from babygan.stylegan import load_generator
-    from babygan.stylegan.sampling import generate_from_seeds
 
     G = load_generator(model, offline=offline, precision=precision)
     written = 0

@@ -6,18 +6,17 @@ from pathlib import Path
 
 import click
 
-from babygan.cli.options import model_option, offline_option, quiet_option
+from babygan.align import Crop
+from babygan.attributes import AttributeModel
+from babygan.cli.options import model_option, offline_option, output_dir_option, quiet_option
+from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
+from babygan.models import cached_sha256
+from babygan.stylegan import load_generator
 
 
 @click.command("learn-directions")
 @model_option("Generator: registry name, official StyleGAN .pkl or babygan .npz.")
-@click.option(
-    "--output-dir",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for age.npy, gender.npy and directions.json.",
-)
+@output_dir_option("Folder for age.npy, gender.npy and directions.json.")
 @click.option(
     "--samples",
     default=2000,
@@ -66,18 +65,11 @@ def learn_directions(
     """
     from tqdm import tqdm
 
-    from babygan.attributes import AttributeModel, start_keras
-    from babygan.directions_fit import adapt_scorer, fit_directions, save_directions
-    from babygan.models import cached_sha256
-    from babygan.stylegan import load_generator
-    from babygan.utkface import crop_scale_of
-
-    start_keras()
     scorer = AttributeModel.load(attributes)
     G = load_generator(model, offline=offline)
     info = getattr(G, "info", None) or {}
-    gen_scale = crop_scale_of(info.get("crop"))  # none recorded: FFHQ's own crop
-    attr_scale = crop_scale_of(scorer.crop) if scorer.crop is not None else gen_scale
+    gen_scale = Crop.from_dict(info.get("crop"), str(model)).scale  # none recorded: FFHQ's own crop
+    attr_scale = scorer.crop.scale if scorer.crop is not None else gen_scale
     with tqdm(total=samples, desc="scoring", unit="face", disable=quiet, leave=False) as bar:
         fitted = fit_directions(
             G,

@@ -3,7 +3,12 @@
 - ``@child_options(...)`` -> ``options``: a ``ChildOptions`` (or ``EditOptions`` for a sweep);
 - ``@session_options`` / ``@encoding_options`` -> ``session``: a :class:`SessionOptions`
   (``session.open()`` makes the ``Session``);
-- ``@precision_option`` -> ``precision``: "fp32" or "bf16", resolved once and logged.
+- ``@precision_option`` -> ``precision``: "fp32" or "bf16", resolved once and logged;
+- ``output_dir_option(...)`` -> ``output_dir``: a Path.
+
+The decorators stack in any order: whichever of ``options`` / ``session`` is built second
+tells the session which directions the command will use. Defaults are the library's own
+(the option dataclasses' fields, babygan.latent's constants), never typed again here.
 
 Ranges (``--seeds 0-7``, ``--ages 1:50:19``, ``--coeffs -4:4:0.5``) are parameter types, so
 a command body receives parsed values. Nothing heavy is imported until a command runs.
@@ -20,12 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from babygan import latent
 from babygan.cli.params import EncoderInit, Shift
+from babygan.encoder import settings
 from babygan.latent import Age
+from babygan.model_choice import choose_model
+from babygan.pipeline import ChildOptions, EditOptions
+from babygan.precision import CHOICES, ENV_VAR
+from babygan.precision import resolve_precision as resolve
+from babygan.session import Session
 
 if TYPE_CHECKING:
-    from babygan.encoder.settings import EncoderSettings
     from babygan.session import Session
 
 log = logging.getLogger("babygan")
@@ -47,11 +59,50 @@ def _building(target: str, options: list[Callable], build: Callable[[dict[str, A
         @functools.wraps(f)
         def body(*args: Any, **kw: Any) -> Any:
             kw[target] = build(kw)
+            _link(kw)
             return f(*args, **kw)
 
         return _apply(body, options)
 
     return decorate
+
+
+def _link(kw: dict[str, Any]) -> None:
+    """Once both ``session`` and child ``options`` are built (in whichever order the decorators
+    stack), the session learns the directions the options move along, to check them up front."""
+    session, options = kw.get("session"), kw.get("options")
+    if isinstance(session, SessionOptions) and isinstance(options, EditOptions):
+        kw["session"] = dataclasses.replace(session, directions=_directions_used(options))
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``: the library's, shown by ``--help``."""
+    (f,) = (f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default
+
+
+def output_dir_option(help: str, *, default: Path | None = None) -> Callable:
+    """``--output-dir / -o`` -> ``output_dir``: a folder (created when needed); required without a default."""
+    return click.option(
+        "--output-dir",
+        "-o",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=default is None,
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+#: ``PHOTOS...``: one or more photo files (a missing one is reported per photo, not by click)
+photos_argument = click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+
+def face_option(
+    help: str = "Which face of each photo, counted from the left (default: the largest).",
+) -> Callable:
+    """``--face N`` -> ``face``: 1-based from the left, None = the largest."""
+    return click.option("--face", type=click.IntRange(min=1), default=None, help=help)
 
 
 def model_option(help: str = "Generator: registry name, official StyleGAN .pkl or babygan .npz.") -> Callable:
@@ -67,7 +118,6 @@ def model_option(help: str = "Generator: registry name, official StyleGAN .pkl o
 
 
 def _choose_model(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
-    from babygan.model_choice import choose_model
 
     return choose_model(value)
 
@@ -86,7 +136,6 @@ def quiet_option(help: str = "No progress bars.") -> Callable:
 
 
 def _precision_click_option() -> Callable:
-    from babygan.precision import CHOICES, ENV_VAR
 
     return click.option(
         "--precision",
@@ -101,7 +150,6 @@ def _precision_click_option() -> Callable:
 
 def resolve_precision(requested: str) -> str:
     """fp32 / bf16 / auto -> fp32 / bf16; what auto chose is logged, with the reason."""
-    from babygan.precision import resolve_precision as resolve
 
     chosen, reason = resolve(requested)
     if requested == "auto":  # an explicit choice is not news
@@ -137,14 +185,14 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
         click.option(
             "--genes",
             type=click.FloatRange(0.0, 1.0),
-            default=0.5,
+            default=_default(EditOptions, "genes"),
             show_default=True,
             help="Share of the mother: 0 = all father, 1 = all mother.",
         ),
         click.option(
             "--style",
-            type=click.Choice(["default", "father", "mother"]),
-            default="default",
+            type=click.Choice(latent.STYLES),
+            default=_default(EditOptions, "style"),
             show_default=True,
             help="default: one ratio for every layer; father/mother: BabyGAN's per-layer curves "
             "('Father's photo' / 'Mother's photo').",
@@ -163,7 +211,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
         click.option(
             "--layers",
             type=click.IntRange(0),
-            default=8,
+            default=_default(EditOptions, "layers"),
             show_default=True,
             help="Directions move the first N layers (BabyGAN: 8).",
         ),
@@ -192,7 +240,8 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
                 "--age",
                 type=float,
                 default=None,
-                help="Target age in years (default 10, as BabyGAN); coefficient = 6 - age/5.",
+                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}, as BabyGAN); "
+                "coefficient = 6 - age/5.",
             ),
             click.option(
                 "--age-coeff",
@@ -206,14 +255,14 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
             click.option(
                 "--children",
                 type=click.IntRange(1, 99),
-                default=1,
+                default=_default(ChildOptions, "children"),
                 show_default=True,
                 help="Siblings: each a random per-layer crossover of the parents, with its own noise.",
             ),
             click.option(
                 "--seed",
                 type=int,
-                default=0,
+                default=_default(ChildOptions, "seed"),
                 show_default=True,
                 help="Seed for siblings' crossover and noise.",
             ),
@@ -221,9 +270,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
     return _building("options", opts, functools.partial(_build_child_options, age=age, siblings=siblings))
 
 
-def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Any:
-    from babygan.pipeline import ChildOptions, EditOptions
-
+def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> EditOptions:
     named = [(dest, kw.pop(f"shift_{dest}")) for _, dest, _ in SHIFT_OPTIONS]
     shifts = tuple((n, v) for n, v in named if v is not None) + tuple(kw.pop("extra_shifts"))
     edit = EditOptions(
@@ -309,7 +356,6 @@ _ENCODER_FIELDS = {
 
 
 def _encoder_click_options() -> list[Callable]:
-    from babygan.encoder import settings
 
     kinds: dict[str, Any] = {
         "iterations": click.IntRange(min=1),
@@ -343,7 +389,7 @@ class SessionOptions:
 
     model: str
     directions_dir: Path | None
-    encoder: EncoderSettings
+    encoder: dict[str, Any]  # the encoder settings given on the command line (and the precision)
     use_cache: bool
     offline: bool
     quiet: bool
@@ -353,7 +399,6 @@ class SessionOptions:
 
     def open(self, *, aligned: bool = False) -> Session:
         """The Session, once every file the run needs is here (fetched, or all named in one error)."""
-        from babygan.session import Session
 
         session = Session(
             self.model,
@@ -370,42 +415,31 @@ class SessionOptions:
 
 
 def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
-    from babygan.encoder.settings import EncoderSettings
 
     precision = resolve_precision(kw.pop("precision"))
     values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}
-    values["perceptual"] = _default_perceptual(kw["model"], values["perceptual"])
+    # only what the user typed: the session fills in the rest with the model's own defaults
+    # (babygan.encoder.settings.model_defaults: the built-in model needs no VGG16)
+    ctx = click.get_current_context(silent=True)
+    chosen = {
+        name: value
+        for name, value in values.items()
+        if ctx is None or ctx.get_parameter_source(f"encoder_{name}") is not ParameterSource.DEFAULT
+    }
     return SessionOptions(
         model=kw.pop("model"),
         directions_dir=kw.pop("directions_dir", None),
-        encoder=EncoderSettings(**values, precision=precision),
+        encoder={**chosen, "precision": precision},
         use_cache=not kw.pop("no_cache"),
         offline=kw.pop("offline"),
         quiet=kw.pop("quiet"),
         precision=precision,
-        directions=_directions_used(kw.get("options")),
     )
 
 
-def _default_perceptual(model: str, given: str) -> str:
-    """--perceptual as given, or when left at its default (vgg16, FFHQ's recipe) for the
-    built-in model, "identity": that model carries its own crop and needs no VGG16 download."""
-    from click.core import ParameterSource
-
-    from babygan.model_choice import is_builtin
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or ctx.get_parameter_source("encoder_perceptual") is not ParameterSource.DEFAULT:
-        return given
-    return "identity" if is_builtin(model) else given
-
-
-def _directions_used(options: Any) -> tuple[str, ...]:
-    """The directions a command's child options move along: age, then each shift (none for
-    a command without child options)."""
-    if options is None:
-        return ()
-    return ("age", *(name for name, _ in getattr(options, "shifts", ())))
+def _directions_used(options: EditOptions) -> tuple[str, ...]:
+    """The directions a command's child options move along: age, then each shift."""
+    return ("age", *(name for name, _ in options.shifts))
 
 
 def _session_decorator(*, directions: bool) -> Callable:

@@ -11,7 +11,10 @@ from typing import Any
 
 import click
 
+from babygan.encoder.settings import INIT_CHOICES
+from babygan.errors import BabyganError
 from babygan.latent import Age, parse_range
+from babygan.stylegan.sampling import parse_seeds
 
 PHOTO = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -24,7 +27,6 @@ class SeedList(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
         if isinstance(value, list):
             return value
-        from babygan.stylegan.sampling import parse_seeds
 
         try:
             return parse_seeds(str(value))
@@ -44,7 +46,6 @@ class AgeRange(click.ParamType):
     ) -> tuple[Age, ...]:
         if isinstance(value, tuple):
             return value
-        from babygan.errors import BabyganError
 
         try:
             values = parse_range(str(value), count=self.in_years)
@@ -73,8 +74,6 @@ class Shift(click.ParamType):
             self.fail(f"{value!r}: expected NAME=NUMBER, e.g. smile=1.5", param, ctx)
 
 
-
-
 class EncoderInit(click.ParamType):
     """``auto``, ``estimator``, ``dlatent_avg`` or a path to a ``.npy`` file of dlatents."""
 
@@ -84,7 +83,6 @@ class EncoderInit(click.ParamType):
         return f"[{self.name}]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from babygan.encoder.settings import INIT_CHOICES
 
         text = str(value)
         if text in INIT_CHOICES:

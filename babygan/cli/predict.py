@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from babygan.cli.options import SessionOptions, child_options, session_options
+from babygan import outputs, pipeline
+from babygan.cli.options import SessionOptions, child_options, output_dir_option, session_options
 from babygan.cli.params import PHOTO
+from babygan.resemblance import describe_text
 
 if TYPE_CHECKING:
     from babygan.pipeline import ChildOptions
@@ -17,14 +19,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("father", type=PHOTO)
 @click.argument("mother", type=PHOTO)
-@click.option(
-    "--output-dir",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("babygan-out"),
-    show_default=True,
-    help="Where child.png, sheet.png, child.npy and child.json go.",
-)
+@output_dir_option("Where child.png, sheet.png, child.npy and child.json go.", default=Path("babygan-out"))
 @child_options(siblings=True)
 @session_options
 def predict(
@@ -36,8 +31,6 @@ def predict(
     ages the result (default 10 years) and applies any other shifts, then writes
     the child, a father | child | mother sheet, the dlatents and a JSON record.
     """
-    from babygan import outputs, pipeline
-    from babygan.resemblance import describe_text
 
     result = pipeline.predict(father, mother, options, session.open())
     written = outputs.write_prediction(result, output_dir)

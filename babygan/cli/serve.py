@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import sys
-from typing import Any
 
 import click
 
 from babygan.cli.options import SessionOptions, session_options
+from babygan.errors import BabyganError
+from babygan.web import require_web, server
+from babygan.web.service import WebService
 
 log = logging.getLogger("babygan")
 
-#: directions offered as sliders when they come from the registry (age first; it is required)
+#: directions offered as sliders when they come from the registry (age first; it is required);
+#: from a folder (--directions, or the model's own), the service offers what it holds
 REGISTRY_DIRECTIONS = ("age", "gender", "smile", "angle_horizontal", "angle_vertical", "eyes_open")
 
 
@@ -21,8 +22,6 @@ def _need_web_extra(ctx: click.Context, param: click.Parameter, value: object) -
     """Say how to install the web extra before anything else is parsed or loaded (--help still works)."""
     if ctx.resilient_parsing:
         return
-    from babygan.errors import BabyganError
-    from babygan.web import require_web
 
     try:
         require_web()
@@ -30,26 +29,6 @@ def _need_web_extra(ctx: click.Context, param: click.Parameter, value: object) -
         raise click.ClickException(str(exc)) from exc
 
 
-def _backend_first(command: click.Command) -> click.Command:
-    """Start Keras quietly (babygan.backend) once the arguments parse and before the session's
-    options are built (resolving --precision imports TensorFlow), as the CLI does for its other
-    network commands; skipped when something started it already."""
-    body = command.callback
-    assert body is not None
-
-    @functools.wraps(body)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if "keras" not in sys.modules:
-            from babygan import backend
-
-            backend.start()
-        return body(*args, **kwargs)
-
-    command.callback = run
-    return command
-
-
-@_backend_first
 @click.command()
 # Eager and hidden: runs while the command line is parsed, before the session's options are
 # built (which may start TensorFlow), so a missing extra costs nothing and prints one line.
@@ -84,27 +63,18 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
     import tempfile
     from pathlib import Path
 
-    from babygan.web import server
-    from babygan.web.service import WebService
-
     if not server.is_loopback(host):
         log.warning(
             "listening on %s: anyone who can reach this machine can use the page and upload photos to it",
             host,
         )
-    directions_dir = session.directions_dir
-    if directions_dir is not None:
-        found = sorted(p.stem for p in Path(directions_dir).glob("*.npy"))
-        names = ["age", *(n for n in found if n != "age")]
-    else:
-        names = list(REGISTRY_DIRECTIONS)
     sock = server.bind(host, port)  # a busy port fails before the models load
     try:
         opened = session.open()
         workdir = Path(tempfile.mkdtemp(prefix="babygan-serve-"))
         try:
             service = WebService(
-                opened, workdir, directions=names, max_upload_bytes=int(max_upload_mb * 2**20)
+                opened, workdir, directions=REGISTRY_DIRECTIONS, max_upload_bytes=int(max_upload_mb * 2**20)
             )
             service.prepare()
 

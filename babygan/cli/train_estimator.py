@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 
 from babygan.cli.options import model_option, offline_option, precision_option, quiet_option
+from babygan.encoder.estimator import check_estimator_dest, save_estimator
+from babygan.encoder.estimator import train_estimator as train
+from babygan.stylegan import load_generator
 
 
 @click.command("train-estimator")
@@ -63,9 +66,6 @@ def train_estimator(
     precision: str,
 ) -> None:
     """Train a ResNet50 that guesses a face's dlatents, for `babygan encode --estimator`."""
-    from babygan.encoder.estimator import check_estimator_dest, save_estimator
-    from babygan.encoder.estimator import train_estimator as train
-    from babygan.stylegan import load_generator
 
     check_estimator_dest(output)  # before the long training, not after
     G = load_generator(model, offline=offline, precision=precision)

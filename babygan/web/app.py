@@ -5,7 +5,7 @@
     GET  /api/status                what the models are doing (for the progress line)
     POST /api/photo?name=FILE       body: the photo's bytes -> id and faces
     GET  /api/photo/ID/face/N       a face's thumbnail
-    POST /api/render                JSON parameters -> the child's (or siblings') PNG and sheet
+    POST /api/predict               JSON parameters -> the child's (or siblings') PNG and sheet
     POST /api/sweep                 JSON parameters -> an age-sweep GIF
     GET  /files/RUN/NAME            a result file (download)
 
@@ -120,9 +120,9 @@ def create_app(service: WebService) -> Starlette:
         return FileResponse(path)
 
     @_errors
-    async def render(request: Request) -> Response:
+    async def predict(request: Request) -> Response:
         params = await _json(request)
-        return JSONResponse(await run_in_threadpool(service.render, params))  # type: ignore[arg-type]
+        return JSONResponse(await run_in_threadpool(service.predict, params))  # type: ignore[arg-type]
 
     @_errors
     async def sweep(request: Request) -> Response:
@@ -141,7 +141,7 @@ def create_app(service: WebService) -> Starlette:
         Route("/api/status", status),
         Route("/api/photo", photo, methods=["POST"]),
         Route("/api/photo/{photo}/face/{index:int}", face),
-        Route("/api/render", render, methods=["POST"]),
+        Route("/api/predict", predict, methods=["POST"]),
         Route("/api/sweep", sweep, methods=["POST"]),
         Route("/files/{run}/{name}", files),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -26,8 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from babygan import align, latent, pipeline
 from babygan.errors import BabyganError
+from babygan.outputs import write_prediction, write_sweep
+from babygan.photo import detection_pixels, load_photo
+from babygan.pipeline import ChildOptions
+from babygan.session import Session
 
 log = logging.getLogger("babygan")
 
@@ -36,12 +42,12 @@ SLIDER_RANGES = {"gender": (-2.0, 2.0), "smile": (-1.0, 2.0)}
 DEFAULT_RANGE = (-3.0, 3.0)
 AGE_RANGE = (0.0, 60.0)  # years; BabyGAN's coefficient 6 - age/5 spans +6 .. -6
 MAX_SIBLINGS = 12
-#: the age-sweep GIF: the CLI's default ages, frames capped in size (a 1024 px GIF of 19 frames is huge)
-SWEEP_AGES = "1:50:19"
+_DEFAULTS = ChildOptions()  # a request leaving a value out gets the library's
+#: the age-sweep GIF: the library's default ages, frames capped in size (a 1024 px GIF of 19 frames is huge)
 SWEEP_MAX_SIZE = 512
 SWEEP_FPS = 6.0
 THUMB_SIZE = 96
-#: result folders kept (each render writes one; older ones are removed)
+#: result folders kept (each prediction or sweep writes one; older ones are removed)
 KEEP_RESULTS = 32
 
 _ID = re.compile(r"[0-9a-f]{16}")
@@ -95,7 +101,7 @@ class _Busy:
 class WebService:
     """The page's back end over one Session.
 
-    session: a ``Session`` as the CLI builds it (``babygan.cli.options.make_session``).
+    session: a ``Session`` as the CLI builds it (``babygan.cli.options.SessionOptions.open``).
     workdir: an empty folder owned by this service (photos/ and results/ go there).
     directions: names of the directions to offer as sliders (``age`` is required; a name
     that does not load is left out with a warning).
@@ -103,7 +109,7 @@ class WebService:
 
     def __init__(
         self,
-        session: Any,
+        session: Session,
         workdir: str | Path,
         *,
         directions: Sequence[str] = ("age",),
@@ -158,16 +164,16 @@ class WebService:
     def prepare(self) -> None:
         """Load the generator and the directions now, so that a bad model fails at start-up."""
         with self._models("Loading the models"):
-            _ = self.session.generator
-            self.session.direction("age")  # required: the age slider
+            directions = self.session.directions  # loads the generator
+            directions.direction("age")  # required: the age slider
             wanted = self._wanted_directions
-            # a model with its own directions (babygan.model_choice: the built-in one) offers those
-            own = self.session.direction_names() if hasattr(self.session, "direction_names") else None
-            if own is not None:
-                wanted = list(dict.fromkeys(["age", *own]))
+            # directions from a folder (--directions, or the model's own) offer what it holds
+            held = directions.names()
+            if held is not None:
+                wanted = list(dict.fromkeys(["age", *held]))
             for name in wanted:
                 try:
-                    self.session.direction(name)
+                    directions.direction(name)
                 except BabyganError as exc:
                     if name == "age":
                         raise
@@ -194,7 +200,7 @@ class WebService:
             "model": Path(self.session.model).name,  # a registry name, or the file's name
             "resolution": int(G.resolution),
             "directions": sliders,
-            "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": 10.0},
+            "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": latent.DEFAULT_AGE_YEARS},
             "max_siblings": MAX_SIBLINGS,
             "max_upload_bytes": self.max_upload_bytes,
         }
@@ -230,15 +236,11 @@ class WebService:
         return photo.to_json()
 
     def _read_photo(self, photo_id: str, name: str, path: Path) -> Photo:
-        from PIL import Image
-
-        from babygan import align, photo
-
         try:
-            image = photo.load_photo(path)  # the decompression-bomb guard and every format check
+            image = load_photo(path)  # the decompression-bomb guard and every format check
         except BabyganError as exc:
             raise WebError(_rename(str(exc), path, name)) from exc
-        faces = align.detect_faces(photo.detection_pixels(path, image))
+        faces = align.detect_faces(detection_pixels(path, image))
         if not faces:
             raise WebError(f"{name}: no face found; use a photo where the face is clearly visible")
         height, width = image.shape[:2]
@@ -263,21 +265,18 @@ class WebService:
 
     # -- children --------------------------------------------------------------
 
-    def render(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def predict(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The child (or siblings) for ``params``; encodes only photos not seen before.
 
         params: ``{"father": {"photo": id, "face": n|null}, "mother": {...}, "genes": 0.5,
         "style": "default", "age": 10, "shifts": {"gender": 0.5, ...}, "children": 1, "seed": 0}``.
         """
-        from babygan import pipeline
-        from babygan.outputs import write_prediction
-
         father, mother, options = self._parse(params)
         with self._models("Aligning and encoding the photos (only new photos take long)"):
             start = time.monotonic()
             with self._renamed(father, mother):
                 self.session.parents([(father.path, options.face_father), (mother.path, options.face_mother)])
-                self._stage("Rendering")
+                self._stage("Making the child")
                 result = pipeline.predict(father.path, mother.path, options, self.session)
                 out = self._new_run()
                 written = write_prediction(result, out)
@@ -296,19 +295,17 @@ class WebService:
 
     def sweep(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """An age-sweep GIF (and its contact sheet) of the child for ``params``."""
-        from babygan import latent, pipeline
-        from babygan.outputs import write_sweep
 
         father, mother, options = self._parse(params)
         size = min(int(self.session.generator.resolution), SWEEP_MAX_SIZE)
         options = options.with_overrides(children=1, size=size)
-        with self._models("Rendering the age sweep"), self._renamed(father, mother):
+        with self._models("Making the age sweep"), self._renamed(father, mother):
             result = pipeline.age_sweep(
                 father.path,
                 mother.path,
                 options,
                 self.session,
-                ages=[float(a) for a in latent.parse_range(SWEEP_AGES, count=True)],  # years
+                ages=[float(a) for a in latent.parse_range(latent.DEFAULT_SWEEP_AGES, count=True)],  # years
             )
             out = self._new_run()
             paths = write_sweep(result, out, gif=True, fps=SWEEP_FPS)
@@ -324,7 +321,7 @@ class WebService:
             raise WebError("no such file", 404)
         path = self.results_dir / run / name
         if not path.is_file():
-            raise WebError("no such file (results older than the last few renders are removed)", 404)
+            raise WebError("no such file (results older than the last few are removed)", 404)
         return path
 
     def _new_run(self) -> Path:
@@ -346,9 +343,7 @@ class WebService:
                 message = _rename(message, p.path, p.name)
             raise WebError(message) from exc
 
-    def _parse(self, params: Mapping[str, Any]) -> tuple[Photo, Photo, Any]:
-        from babygan.pipeline import ChildOptions
-
+    def _parse(self, params: Mapping[str, Any]) -> tuple[Photo, Photo, ChildOptions]:
         if not isinstance(params, Mapping):
             raise WebError("expected a JSON object")
         photos, faces = [], []
@@ -379,15 +374,17 @@ class WebService:
             raise WebError(f"siblings: between 1 and {MAX_SIBLINGS}")
         try:
             options = ChildOptions(
-                genes=_number(params.get("genes", 0.5), "genes", float),
-                style=str(params.get("style", "default")),
-                age=_number(params.get("age", 10.0), "age", float),
+                genes=_number(params.get("genes", _DEFAULTS.genes), "genes", float),
+                style=str(params.get("style", _DEFAULTS.style)),
+                age=_number(params.get("age", latent.DEFAULT_AGE_YEARS), "age", float),
                 shifts=tuple(shifts),
                 children=children,
-                seed=_number(params.get("seed", 0), "seed", int),
+                seed=_number(params.get("seed", _DEFAULTS.seed), "seed", int),
                 face_father=faces[0],
                 face_mother=faces[1],
-                resemblance=False,  # dlib on every slider move would slow the page; the CLI reports it
+                # the page shows neither: dlib and the attribute network on every slider move would slow it
+                resemblance=False,
+                estimate=False,
             )
         except BabyganError as exc:
             raise WebError(str(exc)) from exc

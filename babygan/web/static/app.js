@@ -1,5 +1,5 @@
 // babygan serve: the page. Plain JS, no build step. The server keeps the encoded parents,
-// so a slider only asks for a new render; at most one render is in flight and, while it
+// so a slider only asks for a new prediction; at most one is in flight and, while it
 // runs, further changes are merged into the next one (dragging does not pile up requests).
 "use strict";
 
@@ -10,7 +10,7 @@ const state = {
   face: { father: null, mother: null },   // the chosen face, 1-based
   inflight: false,
   again: false,
-  last: null,                              // the last render's answer
+  last: null,                              // the last prediction's answer
 };
 
 async function api(path, options = {}) {
@@ -148,23 +148,23 @@ function slider(name, min, max, step, value) {
   return label;
 }
 
-// ------------------------------------------------------------------ rendering
+// ------------------------------------------------------------------ predicting
 
 function ready() { return Boolean(state.photo.father && state.photo.mother); }
 
 function scheduleRender() {
   if (!ready()) return;
   if (state.inflight) { state.again = true; return; }
-  render();
+  predict();
 }
 
-async function render() {
+async function predict() {
   state.inflight = true;
   state.again = false;
   const sent = params();
   const stopProgress = startProgress();
   try {
-    const answer = await api("/api/render", {
+    const answer = await api("/api/predict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(sent),
@@ -185,7 +185,7 @@ function showChild(answer, sent) {
   state.last = answer;
   const img = $("child-image");
   const first = answer.children[0];
-  // data-run / data-age tell a browser test which render the picture shows, once it has loaded
+  // data-run / data-age tell a browser test which prediction the picture shows, once it has loaded
   img.onload = () => { img.dataset.run = answer.run; img.dataset.age = String(sent.age); };
   img.alt = first.name;
   img.src = first.url;
@@ -208,7 +208,7 @@ function showChild(answer, sent) {
 }
 
 function startProgress() {
-  // Poll what the server is doing; show it only when it takes a moment (a slider's render
+  // Poll what the server is doing; show it only when it takes a moment (a slider's prediction
   // is quick, a new photo's encode is not).
   const box = $("progress");
   const text = $("progress-text");
@@ -220,7 +220,7 @@ function startProgress() {
       const waited = ((performance.now() - t0) / 1000).toFixed(0);
       text.textContent = s.stage ? `${s.stage}... ${waited} s` : `Waiting... ${waited} s`;
       box.hidden = false;
-    } catch (err) { /* the render's own answer reports a dead server */ }
+    } catch (err) { /* the prediction's own answer reports a dead server */ }
     timer = setTimeout(poll, 500);
   };
   timer = setTimeout(poll, 300);
