@@ -46,6 +46,10 @@ __all__ = [
 # --------------------------------------------------------------------------- options
 
 
+#: images of a model smaller than this (the built-in model's 64 px) are made this size (Lanczos)
+#: unless ``size`` says otherwise, so people can see them; records keep the model's resolution
+SHOWN_MIN = 256
+
 @dataclass(frozen=True)
 class EditOptions:
     """How the parents are mixed and edited, apart from the age (what an age sweep keeps fixed).
@@ -58,7 +62,7 @@ class EditOptions:
     style: str = "default"
     shifts: tuple[tuple[str, float], ...] = ()
     layers: int = latent.DEFAULT_EDIT_LAYERS
-    size: int | None = None
+    size: int | None = None  # side of the written images; None: the model's, at least SHOWN_MIN
     face_father: int | None = None
     face_mother: int | None = None
 
@@ -207,7 +211,7 @@ def predict(
     directions = session.directions
     _load_directions(options, directions)
     dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
-    size = options.size or int(session.generator.resolution)
+    size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
     children, images = [], []
     for name, w, noise_seed, layers in child_dlatents(dad.dlatents, mum.dlatents, options, directions):
         noise = "const" if noise_seed is None else "random"
@@ -277,7 +281,7 @@ def age_sweep(
     w = np.stack(
         [blend_and_edit(dad.dlatents, mum.dlatents, options, directions, a.coefficient) for a in steps]
     )
-    size = options.size or int(session.generator.resolution)
+    size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
     frames: list[np.ndarray] = []
     for start in range(0, len(w), batch):
         frames += [resize(im, size) for im in session.synthesize(w[start : start + batch])]

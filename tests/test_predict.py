@@ -194,7 +194,7 @@ def test_age_sweep_gif(tiny, tmp_path):
     assert [f.name for f in frames] == [f"frame_{i:02d}.png" for i in range(1, 6)]
     with Image.open(out / "age_sweep.gif") as im:
         assert im.n_frames == 5 and im.info["loop"] == 0 and im.info["duration"] == 200
-        assert im.size == (32, 32)
+        assert im.size == (256, 256)  # a 32 px model's frames are shown at 256 px
     assert (out / "sheet.png").is_file()
     record = json.loads((out / "age_sweep.json").read_text())
     assert "age" not in record["options"] and record["options"]["genes"] == 0.5

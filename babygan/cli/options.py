@@ -219,7 +219,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
             "--size",
             type=click.IntRange(1),
             default=None,
-            help="Side of the written images in pixels (default: the model's resolution).",
+            help="Side of the written images in pixels (default: the model's resolution, at least 256).",
         ),
         click.option(
             "--face-father",
