@@ -1,5 +1,6 @@
 """Shared fixtures. Reference data lives in ../shared beside the checkout and is
-never copied into the project: tests that need it skip where it is absent."""
+never copied into the project: tests that need it skip where the folder is absent, and fail,
+naming the file, where the folder is there but a file in it is missing."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ SHARED = Path(os.environ.get("BABYGAN_SHARED", REPO.parent / "shared"))
 
 
 def shared_path(*parts: str) -> Path:
-    """Path under ../shared, or skip the test with the reason it is missing."""
+    """Path under ../shared. Skips the test only when ../shared itself is absent (a checkout
+    without the team's reference data); a file missing from a present ../shared is a failure
+    that names it, never a quiet skip."""
+    if not SHARED.is_dir():
+        pytest.skip(f"reference data folder {SHARED} is absent (it lives in ../shared beside the checkout)")
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared beside the checkout)")
+        pytest.fail(f"reference data {path} is missing from {SHARED}", pytrace=False)
     return path
 
 

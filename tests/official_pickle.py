@@ -7,6 +7,10 @@ same state, so the bytes have the official structure without the official code. 
 can be written under numpy 1 global names (``numpy.core.multiarray``, as in the released
 files) or numpy 2 names (``numpy._core.multiarray``), with protocol 4 (STACK_GLOBAL) as
 the originals.
+
+The variable names and layouts come from babygan's own ``legacy.official_name_table``, so a
+round trip through these files cannot catch a wrong mapping: tests/test_stylegan_parity.py
+judges that against the NVlabs-written reference in ../shared/reference.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Keras fixes its backend when it is first imported, so the JAX runs happen in fresh
 processes with ``KERAS_BACKEND=jax``: the parity tests against the official reference,
-the encoder's self-inversion, VGG16 and determinism tests, and the CLI end to end.
+the encoder's self-inversion, VGG16 and determinism tests, the trainers' learning tests,
+and the CLI end to end.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def test_parity_and_encoder_tests_pass_under_jax():
     ]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=REPO,
+        env=_jax_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    tail = run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1], tail
+
+
+@needs_jax
+@pytest.mark.slow
+def test_trainers_learn_under_jax():
+    """tests/test_train_learning.py (both trainers learn, resume exactly, refuse damaged
+    checkpoints) in a JAX process: the training steps are compiled by jax.jit there."""
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train_learning.py"],
         cwd=REPO,
         env=_jax_env(),
         capture_output=True,

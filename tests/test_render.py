@@ -97,13 +97,24 @@ def test_mp4_without_ffmpeg_says_what_to_install(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_mp4_written_where_ffmpeg_installed(tmp_path):
-    pytest.importorskip("imageio_ffmpeg", reason="the mp4 extra (imageio-ffmpeg) is not installed")
+def test_mp4_written_and_read_back(tmp_path):
+    # imageio-ffmpeg is in the test extra (it ships its own ffmpeg), so this runs in CI: no skip
     import imageio.v3 as iio
 
-    path = render.save_mp4(tmp_path / "age_sweep.mp4", _frames(6, 64), fps=6)
-    assert path.stat().st_size > 0
-    assert iio.imread(path, plugin="FFMPEG").shape[0] == 6
+    y, x = np.mgrid[0:64, 0:48]
+    # smooth frames, each a different brightness: H.264 keeps them recognisable
+    frames = [np.stack([x * 5, y * 4, np.full_like(x, 30 + 40 * i)], -1).astype(np.uint8) for i in range(6)]
+    path = render.save_mp4(tmp_path / "age_sweep.mp4", frames, fps=6)
+    assert path == tmp_path / "age_sweep.mp4"
+    assert [p.name for p in tmp_path.iterdir()] == ["age_sweep.mp4"]  # no temporary file left
+    back = iio.imread(path, plugin="FFMPEG")  # (T, H, W, 3)
+    assert back.shape == (6, 64, 48, 3)
+    meta = iio.immeta(path, plugin="FFMPEG")
+    assert meta["fps"] == pytest.approx(6)
+    for got, want in zip(back.astype(int), frames, strict=True):
+        assert np.abs(got - want).mean() < 8
+    blues = [frame[..., 2].mean() for frame in back]
+    assert blues == sorted(blues)  # the frames come back in order
 
 
 def test_gif_frames_look_like_the_input(tmp_path):
@@ -119,8 +130,9 @@ def test_gif_frames_look_like_the_input(tmp_path):
 
 
 def test_require_mp4(tmp_path, monkeypatch):
-    monkeypatch.setattr(render, "mp4_available", lambda: True)
-    render.require_mp4(tmp_path / "x.mp4")  # no error where imageio-ffmpeg is installed
+    assert render.mp4_available()  # the test extra installs imageio-ffmpeg
+    assert render.require_mp4(tmp_path / "x.mp4") is None  # no error where it is installed
+    assert not list(tmp_path.iterdir())  # and it only checks: nothing written
     monkeypatch.setattr(render, "mp4_available", lambda: False)
     with pytest.raises(BabyganError, match=r"^x\.mp4: writing MP4 needs imageio-ffmpeg.*babygan\[mp4\]"):
         render.require_mp4(tmp_path / "x.mp4")

@@ -250,7 +250,11 @@ def test_importing_the_package_does_not_import_tensorflow() -> None:
 
 @pytest.mark.heavy
 def test_full_size_official_pickle_round_trip(tmp_path: Path) -> None:
-    """The FFHQ 1024 architecture (random weights) through the official format and back."""
+    """The FFHQ 1024 architecture (random weights) through the official format and back.
+
+    The pickle is written from babygan's own name table (tests/official_pickle.py), so this
+    checks the round trip and the size, not the official names: tests/test_stylegan_parity.py
+    judges those against NVlabs' reference pickle."""
     full = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=2)
     assert full.config.num_params() == 26_212_019
     pkl = write_official_pickle(tmp_path / "ffhq-like.pkl", full, form="gs")

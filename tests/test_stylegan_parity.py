@@ -7,6 +7,7 @@ match to float32 rounding: max|diff| <= 1e-3 x the reference array's std.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -46,6 +47,32 @@ def test_architecture_matches_the_reference_description(G: Generator) -> None:
     assert G.config.fmap_base == info["fmap_base"] and G.config.fmap_max == info["fmap_max"]
     # the first upsampling at 128 px takes the fused transposed-conv path, as in the FFHQ model
     assert G.config.fused(7) and not G.config.fused(6)
+
+
+def test_every_reference_variable_is_mapped_exactly_once(G: Generator) -> None:
+    """The names in NVlabs' pickle, read straight from its Network states, against the table the
+    reader uses: each official variable is named once, each of our parameters comes from exactly
+    one of them, and only the lod counters and the unused lower ToRGB layers are dropped."""
+    obj = legacy.safe_unpickle(shared_path("reference", "stylegan-ref-128.pkl"))
+    gs = obj[2] if isinstance(obj, tuple) else obj
+    names = [f"Gs/{name}" for name, _ in gs.state["variables"]]
+    values = {f"Gs/{name}": value for name, value in gs.state["variables"]}
+    for part in ("mapping", "synthesis"):
+        for name, value in gs.state["components"][part].state["variables"]:
+            names.append(f"{part}/{name}")
+            values[f"{part}/{name}"] = value
+    assert len(names) == len(set(names))
+    table = legacy.official_name_table(G.config)
+    assert sorted(names) == sorted(table)
+    ours = [mapped for mapped, _ in table.values() if mapped is not None]
+    assert len(ours) == len(set(ours))  # no two official variables feed one parameter
+    assert sorted(ours) == sorted(G.params)  # and every parameter is fed
+    dropped = [name for name, (mapped, _) in table.items() if mapped is None]
+    unused = re.compile(r"(Gs|synthesis)/lod|synthesis/ToRGB_lod[1-9][0-9]*/(weight|bias)")
+    assert dropped and all(unused.fullmatch(name) for name in dropped), dropped
+    for name, (mapped, transform) in table.items():
+        if mapped is not None:
+            np.testing.assert_array_equal(transform(np.asarray(values[name])), G.params[mapped], err_msg=name)
 
 
 def test_dlatent_avg(G: Generator, ref: dict[str, np.ndarray]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
                 flat.update({k.replace(":", "/"): z[k] for k in z.files})
         except FileNotFoundError as exc:
             raise BabyganError(f"{path}: checkpoint part missing") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            # a part cut short (a copy interrupted) is not a zip file any more: np.load raises BadZipFile
             raise BabyganError(f"{path}: unreadable checkpoint part ({exc})") from exc
     return unflatten(flat), meta
 
