@@ -293,8 +293,9 @@ def test_predict_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[s
     status, first = server.api("/api/predict", _params(dad, mum, age=10))
     assert status == 200, first
     child = _png(server, first["children"][0]["url"])
-    assert child.shape == (32, 32, 3)
-    # A slider move predicts from the cached latents: a different child, no encode.
+    assert child.shape == (256, 256, 3)  # a 32 px model's child, shown at 256 px
+    # A slider move predicts from the cached latents: a different child (that no encode runs
+    # is checked in process: test_a_slider_move_encodes_nothing).
     status, older = server.api("/api/predict", _params(dad, mum, age=50, shifts={"gender": 1.0}))
     assert status == 200 and older["run"] != first["run"]
     assert not np.array_equal(_png(server, older["children"][0]["url"]), child)
@@ -312,6 +313,33 @@ def test_predict_sliders_siblings_downloads_and_gif(server: Server, tiny: dict[s
     assert status == 200, sweep
     status, gif, _ = server.request(sweep["gif"])
     assert gif[:4] == b"GIF8" and Image.open(io.BytesIO(gif)).n_frames == 19
+
+
+def test_a_slider_move_encodes_nothing(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """The web service encodes each photo once: later predictions with other sliders reuse it."""
+    from babygan.session import Session
+    from babygan.web.service import WebService
+
+    session = Session(
+        tiny["model"], directions_dir=tiny["directions"], encoder={"perceptual": "pixel", "iterations": 2},
+        progress=False, offline=True,
+    )  # fmt: skip
+    encoded: list[int] = []
+    real_encode = session._encode
+
+    def counting(images: np.ndarray, masks: Any = None) -> np.ndarray:
+        encoded.append(len(images))
+        return real_encode(images, masks)
+
+    session._encode = counting  # type: ignore[method-assign]
+    service = WebService(session, tmp_path / "work", directions=("age", "gender"))
+    service.prepare()
+    dad = service.add_photo(tiny["dad"].read_bytes(), "dad.png")
+    mum = service.add_photo(tiny["mum"].read_bytes(), "mum.png")
+    first = service.predict(_params(dad, mum, age=10))
+    assert sum(encoded) == 2  # both parents, once
+    older = service.predict(_params(dad, mum, age=50, shifts={"gender": 1.0}))
+    assert sum(encoded) == 2 and older["run"] != first["run"]
 
 
 @pytest.mark.slow
