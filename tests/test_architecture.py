@@ -102,3 +102,16 @@ def test_public_api_is_lazy_and_each_name_has_an_owner():
             if isinstance(t, ast.Name)
         }
         assert name in defined, f"{name} is not defined in {owner} (re-exported from elsewhere?)"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists babygan's packages by name: a new one left out installs without it."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for p in PACKAGE.rglob("__init__.py")
+        if "static" not in p.parts
+    }
+    assert found <= listed, sorted(found - listed)
