@@ -312,6 +312,7 @@ def fit_wplus_directions(
     ages: np.ndarray,
     p_female: np.ndarray,
     *,
+    basis: tuple[np.ndarray, np.ndarray] | None = None,
     scorer: Scorer | None = None,
     alpha: float = 1e-3,
     layers: int = 8,
@@ -323,24 +324,35 @@ def fit_wplus_directions(
     their labels (ages (N,) years, p_female (N,) in [0, 1]: real labels of encoded faces, or
     an attribute model's scores of samples).
 
-    The same models as :func:`fit_directions` on the flattened codes (ridge for age,
-    logistic for gender, gender made orthogonal to age), returned as ``(L, D)`` arrays that
-    differ per layer. With a ``scorer``, the age direction is calibrated as there: added to
-    the first ``layers`` layers of ``calibration_samples`` codes, rescaled to -5 years per unit.
+    The same models as :func:`fit_directions` (ridge for age, logistic for gender, gender
+    made orthogonal to age), returned as ``(L, D)`` arrays that differ per layer. ``basis``
+    ``(weight (Z, L*D), bias (L*D,))``, a linear mapping's ``w = z @ weight + bias``: the
+    models are fitted on the codes' z coordinates and the directions mapped back, so a
+    direction moves along the codes' main axes only (fitted on all L*D values, a few thousand
+    codes let it hide in directions of tiny variance that change the label fit and not the
+    face). With a ``scorer``, the age direction is calibrated as there: added to the first
+    ``layers`` layers of ``calibration_samples`` codes, rescaled to -5 years per unit.
     """
     w = np.asarray(w, np.float32)
     n, L, D = w.shape
-    flat = w.reshape(n, L * D)
-    a_age, r2 = ridge_direction(flat, ages, alpha)
+    flat = w.reshape(n, L * D).astype(np.float64)
+    if basis is None:
+        x, to_w = flat, np.eye(L * D)
+    else:
+        weight, bias = (np.asarray(b, np.float64) for b in basis)
+        x = np.linalg.solve(weight @ weight.T, weight @ (flat - bias).T).T  # (N, Z) coordinates
+        to_w = weight
+    a_age, r2 = ridge_direction(x, ages, alpha)
     u_age = _unit(a_age, "age")
     slope = float(np.linalg.norm(a_age))
-    age_vec = (-YEARS_PER_COEFF / slope * u_age).reshape(L, D)
+    age_vec = (-YEARS_PER_COEFF / slope * u_age @ to_w).reshape(L, D)
     report: dict[str, Any] = {
         "source": source,
         "samples": int(n),
         "alpha": alpha,
+        "fitted_in": "W+" if basis is None else f"the {to_w.shape[0]} z coordinates of the linear mapping",
         "units": UNITS,
-        "age": {"r2": round(r2, 4), "years_per_unit_w": round(slope, 4), "label_std": float(np.std(ages))},
+        "age": {"r2": round(r2, 4), "years_per_unit": round(slope, 4), "label_std": float(np.std(ages))},
     }
     if scorer is not None:
         pick = np.random.default_rng([seed, 1]).choice(n, size=min(calibration_samples, n), replace=False)
@@ -349,18 +361,19 @@ def fit_wplus_directions(
         if measured < -0.1 * YEARS_PER_COEFF:
             age_vec = age_vec * (YEARS_PER_COEFF / -measured)
             report["age"]["calibrated_on_layers"] = layers
-    a_gender, accuracy = logistic_direction(flat, p_female, alpha)
+    a_gender, accuracy = logistic_direction(x, p_female, alpha)
     g = _unit(a_gender, "gender")
     cos_before = float(g @ u_age)
     g = _unit(g - cos_before * u_age, "gender (orthogonal to age)")
-    sigma = float(np.std((flat - flat.mean(axis=0)) @ g))
+    sigma = float(np.std((x - x.mean(axis=0)) @ g))
     report["gender"] = {
         "accuracy": round(accuracy, 4),
         "cosine_with_age_before_orthogonalising": round(cos_before, 4),
-        "w_std_along_direction": round(sigma, 4),
+        "std_along_direction": round(sigma, 4),
         "female_share": float(np.mean(np.asarray(p_female) > 0.5)),
     }
-    directions = {"age": age_vec.astype(np.float32), "gender": (g * sigma).reshape(L, D).astype(np.float32)}
+    gender_vec = (g * sigma @ to_w).reshape(L, D)
+    directions = {"age": age_vec.astype(np.float32), "gender": gender_vec.astype(np.float32)}
     return FittedDirections(directions=directions, report=report)
 
 

@@ -252,32 +252,39 @@ def test_descriptor_and_gradient_under_jax():
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("model", "chosen", "expected"),
     [
-        (["--model", "builtin"], "identity"),  # the built-in model: no VGG16 download
-        (["--model", "builtin", "--perceptual", "vgg16"], "vgg16"),  # asked for: kept
-        (["--model", "some.pkl"], "vgg16"),  # FFHQ-style models keep pbaylies' recipe
+        ("own", {}, "identity"),  # babygan's own model: no VGG16 download
+        ("own", {"perceptual": "vgg16"}, "vgg16"),  # asked for: kept
+        ("ffhq", {}, "vgg16"),  # the official pickle keeps pbaylies' recipe (and is not loaded)
     ],
 )
-def test_the_cli_encodes_the_builtin_model_with_the_identity_loss(tmp_path, monkeypatch, args, expected):
+def test_the_session_encodes_babygans_own_models_with_the_identity_loss(tmp_path, model, chosen, expected):
+    from babygan.session import Session
+    from babygan.stylegan import random_generator
+
+    if model == "own":
+        G = random_generator(32, fmap_max=16, seed=0)
+        G.info = {"crop": {"recipe": "ffhq", "scale": 0.7}, "name": "own"}
+        model = str(G.save(tmp_path / "own.npz"))
+    assert Session(model, encoder=chosen).encoder.perceptual == expected
+
+
+@pytest.mark.parametrize(("args", "chosen"), [([], None), (["--perceptual", "vgg16"], "vgg16")])
+def test_the_cli_passes_on_only_the_encoder_options_given(args, chosen):
     import click
     from click.testing import CliRunner
 
-    import babygan.builtin as builtin_pkg
     from babygan.cli.options import encoding_options
-
-    stand_in = tmp_path / builtin_pkg.BUILTIN_FILE
-    stand_in.write_bytes(b"present")  # only its presence counts when the option is parsed
-    monkeypatch.setattr(builtin_pkg, "builtin_model_path", lambda: stand_in)
 
     @click.command()
     @encoding_options
     def show(session):
-        click.echo(session.encoder.perceptual)
+        click.echo(repr(session.encoder.get("perceptual")))
 
-    result = CliRunner().invoke(show, args)
+    result = CliRunner().invoke(show, ["--model", "x.npz", *args])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == expected
+    assert result.output.strip().splitlines()[-1] == repr(chosen)
 
 
 def test_the_identity_terms_target_is_dlibs_descriptor_of_the_aligned_photo(dlib_net):

@@ -8,7 +8,7 @@ map and its age and gender directions.
 - Directions, two ways, the better kept: fitted on the real faces' codes with their real
   labels (UTKFace's age and gender), and fitted on samples scored by the attribute network.
   "Better" is the set whose age sweep of held-out faces the attribute network follows best
-  (the highest correlation of estimated with requested age, then the slope nearer 1).
+  (the highest correlation of estimated with requested age less the slope's distance from 1).
 
 Arrays: faces uint8 (N, R, R, 3); codes float32 (N, L, D).
 """
@@ -101,9 +101,10 @@ def finish(
         "mapping": {"principal_components": G.z_dim, "variance_kept": round(explained, 4)},
         "holdout_E_alone": reconstruction_quality(to_uint8(held_recon), holdout_faces.images),
     }
+    basis = (G.params["mapping.linear.weight"], G.params["mapping.linear.bias"])
     labelled = fit_wplus_directions(
         G, codes, train_faces.ages.astype(np.float64), train_faces.genders.astype(np.float64),
-        scorer=scorer, source="training faces' codes, real labels",
+        basis=basis, scorer=scorer, source="training faces' codes, real labels",
     )  # fmt: skip
     z = np.random.default_rng(7).standard_normal((direction_samples, G.z_dim)).astype(np.float32)
     sample_w = G.mapping(z)
@@ -114,7 +115,7 @@ def finish(
         s_female.append(np.asarray(p, np.float64))
     sampled = fit_wplus_directions(
         G, sample_w, np.concatenate(s_ages), np.concatenate(s_female),
-        scorer=scorer, source="samples scored by the attribute network",
+        basis=basis, scorer=scorer, source="samples scored by the attribute network",
     )  # fmt: skip
     sweep_w = held_codes[:sweep_faces]
     candidates = {"labels": labelled, "samples": sampled}
@@ -126,7 +127,8 @@ def finish(
         corr, slope = _sweep_score(rows)
         sweeps[name] = {"rows": rows, "correlation": round(corr, 4), "slope": round(slope, 4)}
         fitted.report["age_sweep"] = sweeps[name]
-    best = max(candidates, key=lambda k: (round(sweeps[k]["correlation"], 2), -abs(1 - sweeps[k]["slope"])))
+    # following an age sweep means moving with it (slope near 1) and steadily (correlation)
+    best = max(candidates, key=lambda k: sweeps[k]["correlation"] - abs(1 - sweeps[k]["slope"]))
     chosen = candidates[best]
     chosen.report["chosen_over"] = {k: v.report for k, v in candidates.items() if k != best}
     report["directions"] = {"chosen": best, **{k: v.report for k, v in candidates.items()}}
