@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
+from babygan import backend
 from babygan.stylegan.config import GeneratorConfig
 
 Tensor = Any  # a backend tensor (tf.Tensor, jax.Array, torch.Tensor) or a numpy array
@@ -98,21 +99,26 @@ def _epilogue(
     w: Tensor,
     noises: Sequence[Tensor] | None,
     acc: str,
+    *,
+    biased: bool = False,
 ) -> Tensor:
     """Noise, bias, leaky ReLU, instance norm, AdaIN style (the official layer_epilogue), in ``acc``.
 
-    Noise and bias are summed on their small broadcast shape (1, H, W, C) first: the official
+    ``biased``: y already holds the bias (added by the op that made it). Otherwise noise and
+    bias are summed on their small broadcast shape (1, H, W, C) first: the official
     arithmetic up to rounding order.
     """
     p = f"layer{layer}"
     ch = config.layer_channels(layer)
-    shift = prep[f"{p}.bias"]  # (1, 1, 1, ch)
+    shift = None if biased else ops.reshape(prep[f"{p}.bias"], (1, 1, 1, ch))
     if config.use_noise:
         noise = prep[f"{p}.noise"] if noises is None else noises[layer]
-        shift = ops.cast(noise, acc) * prep[f"{p}.noise_strength"] + shift
+        noise = ops.cast(noise, acc) * prep[f"{p}.noise_strength"]
+        shift = noise if shift is None else noise + shift
     style = ops.matmul(w[:, layer], prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
     style = ops.expand_dims(ops.expand_dims(style, 1), 1)  # (N, 1, 1, 2ch): scale (as 1 + s), bias
-    t = ops.leaky_relu(ops.cast(y, acc) + shift, negative_slope=_LRELU_ALPHA)
+    t = ops.cast(y, acc)
+    t = ops.leaky_relu(t if shift is None else t + shift, negative_slope=_LRELU_ALPHA)
     return _adain(t, style, ch)
 
 
@@ -164,7 +170,7 @@ def prepare_synthesis(
             prep[f"{p}.kernel"] = ops.cast(kernel, dt)
             if up and config.blur_filter is not None:
                 prep[f"{p}.blur"] = ops.cast(_blur_kernel(config, ch), dt)
-        prep[f"{p}.bias"] = ops.reshape(ops.cast(params[f"{src}.bias"], acc), (1, 1, 1, ch))
+        prep[f"{p}.bias"] = ops.cast(params[f"{src}.bias"], acc)  # (ch,)
         if config.use_noise:
             prep[f"{p}.noise"] = ops.cast(params[f"{src}.noise"], acc)
             strength = ops.cast(params[f"{src}.noise_strength"], acc)
@@ -195,15 +201,20 @@ def synthesis_prepared(
     x = ops.broadcast_to(const, (n, *tuple(const.shape)[1:]))
     x = _epilogue(prep, config, 0, x, w, noises, acc)
     for layer in range(1, config.num_layers):
-        kernel = prep[f"layer{layer}.kernel"]
+        p = f"layer{layer}"
+        kernel = prep[f"{p}.kernel"]
         if layer % 2:
             x = ops.conv(ops.cast(x, dt), kernel, padding="same")
         else:
             x = ops.conv_transpose(ops.cast(x, dt), kernel, strides=2, padding="same")
-            if f"layer{layer}.blur" in prep:
-                x = ops.depthwise_conv(x, prep[f"layer{layer}.blur"], padding="same")
-        x = _epilogue(prep, config, layer, x, w, noises, acc)
-    return ops.conv(x, prep["torgb.weight"], padding="same") + prep["torgb.bias"]
+            if f"{p}.blur" in prep:
+                x = ops.depthwise_conv(x, prep[f"{p}.blur"], padding="same")
+        # the bias rides on the (depthwise) convolution when one made x: no pass of its own
+        biased = layer % 2 == 1 or f"{p}.blur" in prep
+        if biased:
+            x = backend.bias_add(x, ops.cast(prep[f"{p}.bias"], dt))
+        x = _epilogue(prep, config, layer, x, w, noises, acc, biased=biased)
+    return backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
 
 
 def synthesis(
