@@ -13,6 +13,7 @@ Prints one JSON object. Each part runs in its own process so peak RSS is its own
             full-size official-format pickle written with tests/official_pickle.py
 
     python scripts/bench_generator.py [--parts speed,fidelity,load] [--repeats 3] [--precision fp32,bf16]
+        [--batches 1,4] [--fidelity-batches 1,4]
     KERAS_BACKEND=jax python scripts/bench_generator.py --parts speed
 """
 
@@ -52,7 +53,7 @@ def _full_size(precision: str = "fp32"):
     return Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=4, precision=precision)
 
 
-def part_speed(repeats: int, precision: str) -> dict:
+def part_speed(repeats: int, precision: str, batches: list[int]) -> dict:
     import numpy as np
 
     from babygan import backend
@@ -64,7 +65,7 @@ def part_speed(repeats: int, precision: str) -> dict:
         "precision": precision,
         "backend": backend.name(),
     }
-    for batch in (1, 4):
+    for batch in batches:
         z = np.random.RandomState(batch).randn(batch, G.z_dim)
         t0 = time.perf_counter()
         G.synthesis(G.mapping(z, 0.7, 8))  # warm-up: traces (and compiles) for this batch size
@@ -201,6 +202,7 @@ def main() -> None:
     ap.add_argument("--parts", default="speed,fidelity,load")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precision", default="fp32,bf16", help="precisions to time, comma-separated")
+    ap.add_argument("--batches", default="1,4", help="batch sizes the speed part times")
     ap.add_argument("--fidelity-batches", default="1,4")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -208,7 +210,7 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "speed":
-            res = part_speed(int(rest[0]), rest[1])
+            res = part_speed(int(rest[0]), rest[1], [int(b) for b in rest[2].split(",")])
         elif kind == "fidelity":
             res = part_fidelity(int(rest[0]))
         elif kind == "load":
@@ -231,7 +233,9 @@ def main() -> None:
     parts = args.parts.split(",")
     if "speed" in parts:
         for precision in args.precision.split(","):
-            report[f"speed_1024_{precision}"] = _child(["speed", str(args.repeats), precision], env)
+            report[f"speed_1024_{precision}"] = _child(
+                ["speed", str(args.repeats), precision, args.batches], env
+            )
     if "fidelity" in parts:
         batches = [int(b) for b in args.fidelity_batches.split(",")]
         report["fidelity_1024"] = [_child(["fidelity", str(b)], env) for b in batches]

@@ -2,13 +2,15 @@
 
 Builds the full FFHQ architecture with random weights and times, at every layer, on inputs
 of that layer's shape and dtype, each piece compiled alone (backend.jit) and run
-``--repeats`` times (the minimum is kept): the convolution (3x3, or the stride-2 transposed
-conv that upsamples), the blur, the bf16 <-> float32 casts, noise + bias + leaky ReLU, the
-instance norm and style (``network._adain``), the style dense layer, ToRGB, and the whole
-render through the Generator for comparison with the sum. Alternatives are timed beside
-them (``--alternatives``): nearest upsampling (``ops.repeat`` twice) + 3x3 conv, the
+``--repeats`` times (the minimum is kept): the convolution (3x3 with its bias, or the
+stride-2 transposed conv that upsamples), the blur (with the bias of its layer), the
+bf16 <-> float32 casts, noise + leaky ReLU, the instance norm and style
+(``network._adain``), the style dense layer, ToRGB, and the whole render through the
+Generator for comparison with the sum. Alternatives are timed beside them (unless
+``--no-alternatives``): nearest upsampling (``ops.repeat`` twice) + 3x3 conv; the 3x3 conv
+with the noise as one more input channel and bias + leaky ReLU fused into it; the
 instance-norm statistics of the previous version (two-stage sums corrected by their
-residual, with the plain mean for the gradient) and a one-pass float32 mean, and the
+residual, with the plain mean for the gradient) and a one-pass float32 mean; and the
 per-render kernel preparation the renderer now does once (``prepare_synthesis``).
 
 Prints one JSON object with the load average at start and end.
@@ -127,7 +129,24 @@ def run(
             k = prep[f"layer{layer}.kernel"]
             if layer % 2:
                 x = rand((batch, res, res, c.layer_channels(layer - 1)), dt)
-                put("conv3x3", res, best(lambda x, k: ops.conv(x, k, padding="same"), x, k))
+                b = prep[f"layer{layer}.bias"]
+
+                def conv_bias(x: Any, k: Any, b: Any) -> Any:
+                    return backend.bias_add(ops.conv(x, k, padding="same"), ops.cast(b, x.dtype))
+
+                put("conv3x3_bias", res, best(conv_bias, x, k, b))
+                if alternatives:
+                    k1 = ops.concatenate([k, ops.zeros((3, 3, 1, ch), k.dtype)], axis=2)
+                    noise = prep[f"layer{layer}.noise"]
+
+                    def conv_noise_channel(x: Any, k1: Any, b: Any, noise: Any) -> Any:
+                        noise = ops.broadcast_to(ops.cast(noise, x.dtype), (*tuple(x.shape)[:3], 1))
+                        y = ops.conv(ops.concatenate([x, noise], axis=-1), k1, padding="same")
+                        return ops.leaky_relu(backend.bias_add(y, ops.cast(b, y.dtype)), negative_slope=0.2)
+
+                    put(
+                        "alt_conv3x3_noise_channel_bias_lrelu", res, best(conv_noise_channel, x, k1, b, noise)
+                    )
             else:
                 x = rand((batch, res // 2, res // 2, c.layer_channels(layer - 1)), dt)
                 up = best(lambda x, k: ops.conv_transpose(x, k, 2, "same"), x, k)
@@ -143,7 +162,14 @@ def run(
                 if f"layer{layer}.blur" in prep:
                     y = rand((batch, res, res, ch), dt)
                     blur = prep[f"layer{layer}.blur"]
-                    put("blur", res, best(lambda y, b: ops.depthwise_conv(y, b, padding="same"), y, blur))
+                    b = prep[f"layer{layer}.bias"]
+
+                    def blur_bias(y: Any, f: Any, b: Any) -> Any:
+                        return backend.bias_add(
+                            ops.depthwise_conv(y, f, padding="same"), ops.cast(b, y.dtype)
+                        )
+
+                    put("blur_bias", res, best(blur_bias, y, blur, b))
         if "epilogue" in pieces:
             y = rand((batch, res, res, ch), dt if layer > 0 else acc)
             if dt != acc and layer > 0:
@@ -151,11 +177,11 @@ def run(
                 put("cast_to_compute", res, best(lambda t: ops.cast(t, dt), rand((batch, res, res, ch), acc)))
             y32 = rand((batch, res, res, ch), acc)
 
-            def noise_bias_lrelu(y: Any, p: Any, layer: int = layer) -> Any:
-                shift = p[f"layer{layer}.noise"] * p[f"layer{layer}.noise_strength"] + p[f"layer{layer}.bias"]
+            def noise_lrelu(y: Any, p: Any, layer: int = layer) -> Any:
+                shift = p[f"layer{layer}.noise"] * p[f"layer{layer}.noise_strength"]
                 return ops.leaky_relu(y + shift, negative_slope=0.2)
 
-            put("noise_bias_lrelu", res, best(noise_bias_lrelu, y32, prep))
+            put("noise_lrelu", res, best(noise_lrelu, y32, prep))
             style = rand((batch, 1, 1, 2 * ch), acc)
             put("instance_norm_style", res, best(lambda t, s, ch=ch: network._adain(t, s, ch), y32, style))
 
