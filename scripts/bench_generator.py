@@ -60,7 +60,10 @@ def part_speed(repeats: int, precision: str, batches: list[int]) -> dict:
 
     t0 = time.perf_counter()
     G = _full_size(precision)
+    import babygan
+
     result: dict = {
+        "babygan": str(Path(babygan.__file__).parent),
         "build_s": round(time.perf_counter() - t0, 2),
         "precision": precision,
         "backend": backend.name(),
