@@ -140,6 +140,21 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def bias_add(x: Any, bias: Any) -> Any:
+    """``x + bias``, bias (C,) over the last axis of x (same dtype).
+
+    Under TensorFlow this is the BiasAdd op, which its graph optimiser fuses into the
+    convolution (or depthwise convolution) before it as a oneDNN post-op, saving a pass over
+    the activations; a plain add (AddV2) of a tensor argument is left unfused. Elsewhere the
+    plain add, which XLA fuses by itself.
+    """
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.bias_add(x, bias)
+    return x + bias
+
+
 def value_and_grad(fn: Callable[..., tuple[Any, Any]]) -> Callable[..., tuple[tuple[Any, Any], Any]]:
     """``fn(x, *args) -> (scalar loss, aux)`` -> ``g(x, *args) -> ((loss, aux), d loss / d x)``.
 

@@ -7,11 +7,13 @@ Prints one JSON object. Each part runs in its own process so peak RSS is its own
             once per precision (fp32 and bf16 side by side)
   fidelity  at 1024 px, the largest difference of fp32 and bf16 renders from a float64
             evaluation of the same network (x the image's std), and bf16's PSNR against fp32
+            (peak-to-peak 2, the [-1, 1] range: clipped to it as a PNG shows, and unclipped)
   load      load times: the reference pickle (first load = unpickle + convert + cache write,
             then from the converted cache in a fresh process), a saved full-size npz, and a
             full-size official-format pickle written with tests/official_pickle.py
 
     python scripts/bench_generator.py [--parts speed,fidelity,load] [--repeats 3] [--precision fp32,bf16]
+        [--batches 1,4] [--fidelity-batches 1,4]
     KERAS_BACKEND=jax python scripts/bench_generator.py --parts speed
 """
 
@@ -51,19 +53,22 @@ def _full_size(precision: str = "fp32"):
     return Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=4, precision=precision)
 
 
-def part_speed(repeats: int, precision: str) -> dict:
+def part_speed(repeats: int, precision: str, batches: list[int]) -> dict:
     import numpy as np
 
     from babygan import backend
 
     t0 = time.perf_counter()
     G = _full_size(precision)
+    import babygan
+
     result: dict = {
+        "babygan": str(Path(babygan.__file__).parent),
         "build_s": round(time.perf_counter() - t0, 2),
         "precision": precision,
         "backend": backend.name(),
     }
-    for batch in (1, 4):
+    for batch in batches:
         z = np.random.RandomState(batch).randn(batch, G.z_dim)
         t0 = time.perf_counter()
         G.synthesis(G.mapping(z, 0.7, 8))  # warm-up: traces (and compiles) for this batch size
@@ -82,6 +87,7 @@ def part_speed(repeats: int, precision: str) -> dict:
             # CPU seconds (all threads) per image: less sensitive to other processes than wall time
             "cpu_s_per_image_median": round(statistics.median(cpu), 3),
             "peak_rss_mb_so_far": round(_peak_rss_mb()),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         }
     return result
 
@@ -103,14 +109,30 @@ def part_fidelity(batch: int) -> dict:
     fp32 = G.synthesis(w)
     bf16 = G.with_precision("bf16").synthesis(w)
     std = float(ref.std())
-    mse = float(np.mean((bf16.astype(np.float64) - fp32) ** 2))
+
+    def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+        return round(float(10 * np.log10(peak**2 / np.mean((a.astype(np.float64) - b) ** 2))), 1)
+
+    def clip(a: np.ndarray) -> np.ndarray:
+        return np.clip(a, -1.0, 1.0)
+
     return {
         "batch": batch,
         "float64_eval_s": round(float64_s, 1),
+        "output_std": round(std, 3),
+        "output_range": [round(float(ref.min()), 2), round(float(ref.max()), 2)],
+        "fraction_outside_unit_range": round(float(np.mean(np.abs(ref) > 1)), 3),
         "fp32_maxdiff_over_std": float(f"{np.abs(fp32 - ref).max() / std:.3g}"),
+        "fp32_meandiff_over_std": float(f"{np.abs(fp32 - ref).mean() / std:.3g}"),
         "bf16_maxdiff_over_std": float(f"{np.abs(bf16 - ref).max() / std:.3g}"),
-        # PSNR with the image's own spread (random weights leave [-1, 1]) as the peak-to-peak range
-        "bf16_psnr_vs_fp32_db": round(10 * np.log10((4 * std) ** 2 / mse), 1),
+        # PSNR, peak-to-peak 2 (the [-1, 1] range a PNG shows): on the images clipped to [-1, 1]
+        # as a user sees them, and on the raw outputs (random weights leave that range)
+        "bf16_psnr_vs_fp32_clipped_db": psnr(clip(bf16), clip(fp32), 2.0),
+        "bf16_psnr_vs_fp32_unclipped_db": psnr(bf16, fp32, 2.0),
+        "fp32_psnr_vs_float64_clipped_db": psnr(clip(fp32), clip(ref), 2.0),
+        # the earlier figure: the image's own spread (4 std) as the peak-to-peak range
+        "bf16_psnr_vs_fp32_spread_db": psnr(bf16, fp32, 4 * std),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -183,13 +205,15 @@ def main() -> None:
     ap.add_argument("--parts", default="speed,fidelity,load")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precision", default="fp32,bf16", help="precisions to time, comma-separated")
+    ap.add_argument("--batches", default="1,4", help="batch sizes the speed part times")
+    ap.add_argument("--fidelity-batches", default="1,4")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child:
         kind, *rest = args.child
         if kind == "speed":
-            res = part_speed(int(rest[0]), rest[1])
+            res = part_speed(int(rest[0]), rest[1], [int(b) for b in rest[2].split(",")])
         elif kind == "fidelity":
             res = part_fidelity(int(rest[0]))
         elif kind == "load":
@@ -212,9 +236,12 @@ def main() -> None:
     parts = args.parts.split(",")
     if "speed" in parts:
         for precision in args.precision.split(","):
-            report[f"speed_1024_{precision}"] = _child(["speed", str(args.repeats), precision], env)
+            report[f"speed_1024_{precision}"] = _child(
+                ["speed", str(args.repeats), precision, args.batches], env
+            )
     if "fidelity" in parts:
-        report["fidelity_1024"] = [_child(["fidelity", str(b)], env) for b in (1, 4)]
+        batches = [int(b) for b in args.fidelity_batches.split(",")]
+        report["fidelity_1024"] = [_child(["fidelity", str(b)], env) for b in batches]
     if "load" in parts:
         with tempfile.TemporaryDirectory() as home:
             env_l = {**env, "BABYGAN_HOME": home}

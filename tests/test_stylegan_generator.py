@@ -107,6 +107,26 @@ def test_fused_upsampling_is_upsample_then_conv_with_the_flipped_kernel() -> Non
     assert np.abs(a - b).max() <= 1e-4 * a.std()
 
 
+def test_every_upsampling_is_the_official_nearest_upsample_then_conv() -> None:
+    # Below 128 px the official code upsamples (nearest) and then convolves; network.py runs
+    # every upsampling as one transposed conv of the flipped, shift-summed kernel instead.
+    from keras import ops
+
+    from babygan.stylegan import network
+
+    rng = np.random.RandomState(8)
+    x = rng.randn(2, 5, 6, 3).astype(np.float32)
+    w = rng.randn(3, 3, 3, 4).astype(np.float32)
+    params = {"synthesis.layer2.conv.weight": w}
+    kernel = network._conv_kernel(params, 2, up=True, fused=False)
+    ours = ops.convert_to_numpy(ops.conv_transpose(x, kernel, strides=2, padding="same"))
+    up = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    scaled = w * network.weight_scale(w.shape, np.sqrt(2.0))
+    official = ops.convert_to_numpy(ops.conv(up, scaled, padding="same"))
+    assert ours.shape == official.shape == (2, 10, 12, 4)
+    np.testing.assert_allclose(ours, official, rtol=1e-5, atol=1e-5)
+
+
 def test_gradient_through_synthesis_and_a_compiled_descent_step(G: Generator) -> None:
     from keras import ops
 

@@ -65,11 +65,14 @@ class _Runtime:
         self.params = {n: ops.convert_to_tensor(a) for n, a in params.items()}
         self.encode = backend.jit(lambda p, x: image_encoder.encode(p, x, config, compute_dtype=dtype))
         self.mapping = backend.jit(lambda p, z: network.mapping(p, z, config))
+        # The weights are fixed here: scale, transpose and cast the kernels once, not per render.
+        prepare = backend.jit(lambda p: network.prepare_synthesis(p, config, compute_dtype=dtype))
+        self.prepared = prepare(self.params)
         self.synthesis_stored_noise = backend.jit(
-            lambda p, w: network.synthesis(p, w, config, None, compute_dtype=dtype)
+            lambda p, w: network.synthesis_prepared(p, w, config, None, compute_dtype=dtype)
         )
         self.synthesis = backend.jit(
-            lambda p, w, noises: network.synthesis(p, w, config, noises, compute_dtype=dtype)
+            lambda p, w, noises: network.synthesis_prepared(p, w, config, noises, compute_dtype=dtype)
         )
 
 
@@ -220,9 +223,9 @@ class Generator:
         for start in range(0, len(w), self.minibatch):
             chunk = w[start : start + self.minibatch]
             if noise == "const" or not self.config.use_noise:
-                images = rt.synthesis_stored_noise(rt.params, chunk)
+                images = rt.synthesis_stored_noise(rt.prepared, chunk)
             else:
-                images = rt.synthesis(rt.params, chunk, self._random_noise(seed, start, len(chunk)))
+                images = rt.synthesis(rt.prepared, chunk, self._random_noise(seed, start, len(chunk)))
             out.append(ops.convert_to_numpy(images))
         if not out:
             r = self.resolution
