@@ -153,7 +153,7 @@ def test_children_distinct_and_reproducible(tiny, tmp_path):
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted([f"{n}.{ext}" for n in names for ext in ("png", "npy", "json")] + ["sheet.png"])
     with Image.open(tmp_path / "a" / "sheet.png") as im:
-        assert im.width == 5 * 32 + 6 * 4  # father | three children | mother, 4 px gaps
+        assert im.width == 5 * 256 + 6 * 4  # father | three children | mother at 256 px, 4 px gaps
     images = [np.asarray(Image.open(tmp_path / "a" / f"{n}.png")) for n in names]
     seeds = [json.loads((tmp_path / "a" / f"{n}.json").read_text())["child"]["noise_seed"] for n in names]
     assert len(set(seeds)) == 3

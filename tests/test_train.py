@@ -1,4 +1,4 @@
-"""babygan.train: the built-in model's trainer.
+"""babygan.train: the StyleGAN-from-scratch recipe (`--recipe gan`) of the trainer.
 
 The training run itself goes through ``scripts/train_builtin.py`` under JAX on the CPU, in
 subprocesses (this process runs TensorFlow's Keras): a tiny model trains a few steps, saves,
@@ -24,7 +24,7 @@ from babygan.train import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "train_builtin.py"
-TINY = ["--resolution", "16", "--batch", "4", "--fmap-base", "64", "--fmap-max", "16", "--latent", "16"]
+TINY = ["--recipe", "gan", "--resolution", "16", "--batch", "4", "--fmap-base", "64", "--fmap-max", "16", "--latent", "16"]
 TINY += ["--mapping-layers", "2", "--report-seconds", "0"]
 
 

@@ -178,7 +178,8 @@ def prepare_synthesis(
                 prep[f"{p}.blur"] = ops.cast(_blur_kernel(config, ch), dt)
         prep[f"{p}.bias"] = ops.cast(params[f"{src}.bias"], acc)  # (ch,)
         if config.use_noise:
-            prep[f"{p}.noise"] = ops.cast(params[f"{src}.noise"], acc)
+            if f"{src}.noise" in params:  # absent where the caller always gives noises (training)
+                prep[f"{p}.noise"] = ops.cast(params[f"{src}.noise"], acc)
             strength = ops.cast(params[f"{src}.noise_strength"], acc)
             prep[f"{p}.noise_strength"] = ops.reshape(strength, (1, 1, 1, ch))
         style_w = params[f"{src}.style.weight"]
