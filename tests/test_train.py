@@ -24,8 +24,8 @@ from babygan.train import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "train_builtin.py"
-TINY = ["--recipe", "gan", "--resolution", "16", "--batch", "4", "--fmap-base", "64", "--fmap-max", "16", "--latent", "16"]
-TINY += ["--mapping-layers", "2", "--report-seconds", "0"]
+TINY = ["--recipe", "gan", "--resolution", "16", "--batch", "4", "--fmap-base", "64", "--fmap-max", "16"]
+TINY += ["--latent", "16", "--mapping-layers", "2", "--report-seconds", "0"]
 
 
 def _script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
