@@ -147,24 +147,34 @@ def _autoencoder_settings(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
+def _open_run(args: argparse.Namespace, ckpt: Path, resume, start):
+    """The run in ``ckpt`` resumed (``resume(ckpt, total_kimg=...)``), or a new one (``start()``),
+    as --resume allows; a one-line error otherwise."""
     from babygan.errors import BabyganError
+    from babygan.train.checkpoint import has_checkpoint
+
+    if has_checkpoint(ckpt) and args.resume != "no":
+        trainer = resume(ckpt, total_kimg=args.kimg)
+        print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.1f} (step {trainer.step})")
+        return trainer
+    if args.resume == "yes":
+        raise BabyganError(f"{ckpt}: no checkpoint to resume")
+    if has_checkpoint(ckpt):
+        raise BabyganError(f"{ckpt}: a checkpoint is already there (--resume no refuses to overwrite it)")
+    return start()
+
+
+def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
     from babygan.train import load_images
     from babygan.train.autoencoder import AutoencoderTrainer
-    from babygan.train.checkpoint import has_checkpoint
     from babygan.train.config import AutoencoderConfig
 
     holdout = load_images(args.holdout, args.resolution) if args.holdout else None
     ckpt = out / "checkpoint"
-    if has_checkpoint(ckpt) and args.resume != "no":
-        trainer = AutoencoderTrainer.resume(ckpt, total_kimg=args.kimg)
-        print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.1f} (step {trainer.step})")
-    elif args.resume == "yes":
-        raise BabyganError(f"{ckpt}: no checkpoint to resume")
-    elif has_checkpoint(ckpt):
-        raise BabyganError(f"{ckpt}: a checkpoint is already there (--resume no refuses to overwrite it)")
-    else:
-        trainer = AutoencoderTrainer(AutoencoderConfig(**_autoencoder_settings(args)))  # type: ignore[arg-type]
+    trainer = _open_run(
+        args, ckpt, AutoencoderTrainer.resume,
+        lambda: AutoencoderTrainer(AutoencoderConfig(**_autoencoder_settings(args))),  # type: ignore[arg-type]
+    )  # fmt: skip
     c = trainer.config
     print(
         f"autoencoder recipe: {c.resolution} px, batch {c.batch}, fmap {c.fmap_base}/{c.fmap_max}, "
@@ -249,18 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipe == "autoencoder":
             return _run_autoencoder(args, images, out)
         from babygan.train import Trainer
-        from babygan.train.checkpoint import has_checkpoint
 
         ckpt = out / "checkpoint"
-        if has_checkpoint(ckpt) and args.resume != "no":
-            trainer = Trainer.resume(ckpt, total_kimg=args.kimg)
-            print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.1f} (step {trainer.step})")
-        elif args.resume == "yes":
-            raise BabyganError(f"{ckpt}: no checkpoint to resume")
-        elif has_checkpoint(ckpt):
-            raise BabyganError(f"{ckpt}: a checkpoint is already there (--resume no refuses to overwrite it)")
-        else:
-            trainer = Trainer(TrainConfig(**_settings(args)))  # type: ignore[arg-type]
+        trainer = _open_run(args, ckpt, Trainer.resume, lambda: Trainer(TrainConfig(**_settings(args))))  # type: ignore[arg-type]
         c = trainer.config
         if c.resolution != args.resolution:
             raise BabyganError(f"{ckpt}: the run is {c.resolution} px, not {args.resolution}")

@@ -169,8 +169,12 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}")
-        return cls(**data)
+        return from_known_fields(cls, data, "config keys")
+
+
+def from_known_fields(cls: Any, data: dict[str, Any], what: str = "settings") -> Any:
+    """``cls(**data)`` for a dataclass, refusing keys it does not have (a ValueError naming them)."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}")
+    return cls(**data)

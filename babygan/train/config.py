@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from babygan.stylegan.config import GeneratorConfig
+from babygan.stylegan.config import GeneratorConfig, from_known_fields
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}")
-        return cls(**data)
+        return from_known_fields(cls, data, "training settings")
 
 
 @dataclass(frozen=True)
@@ -154,8 +150,4 @@ class AutoencoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoencoderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}")
-        return cls(**data)
+        return from_known_fields(cls, data, "training settings")
