@@ -187,23 +187,7 @@ class AutoencoderTrainer:
             return loss, (ops.mean(total), ops.mean(l1), ops.mean(ms), g_adv, ops.stop_gradient(
                 ops.concatenate([recon, blend], axis=0) if adversarial else recon))  # fmt: skip
 
-        def real_scores(reals, d_params, aug):
-            logits = d_net(d_params, augment.augment(reals, aug), gc, compute_dtype="float32")
-            return ops.sum(logits), logits
-
-        real_scores_grad = vg(real_scores)
-
-        def d_loss(d_params, fakes, reals, aug_fake, aug_real):
-            fake = d_net(d_params, augment.augment(fakes, aug_fake), gc, compute_dtype=dt)
-            if with_r1:
-                (_, real), grad = real_scores_grad(reals, d_params, aug_real)
-                r1 = ops.mean(ops.sum(ops.square(grad), axis=(1, 2, 3)))
-            else:
-                real = d_net(d_params, augment.augment(reals, aug_real), gc, compute_dtype=dt)
-                r1 = ops.convert_to_tensor(nan)
-            loss = ops.mean(ops.softplus(fake)) + ops.mean(ops.softplus(-real))
-            total = loss + r1 * (0.5 * c.r1_gamma * c.r1_interval) if with_r1 else loss
-            return total, (loss, r1)
+        d_loss = discriminator.make_d_loss(gc, dt, with_r1=with_r1, gamma=c.r1_gamma, interval=c.r1_interval)
 
         eg_grad, d_grad = vg(eg_loss), vg(d_loss)
 
@@ -218,7 +202,7 @@ class AutoencoderTrainer:
             d_l, r1 = ops.convert_to_tensor(nan), ops.convert_to_tensor(nan)
             if adversarial:  # D sees this step's fakes (detached) against fresh reals
                 reals2 = ops.cast(reals2_u8, "float32") * (1.0 / 127.5) - 1.0
-                (_, (d_l, r1)), grads = d_grad(d_params, fakes, reals2, aug_df, aug_dr)
+                (_, (d_l, r1, _, _)), grads = d_grad(d_params, fakes, reals2, aug_df, aug_dr)
                 d_params, d_opt = adam_update(
                     d_params, grads, d_opt, lr=c.d_lr, beta1=0.0, beta2=c.adam_beta2, eps=c.adam_eps
                 )

@@ -7,6 +7,17 @@ from typing import Any
 
 from babygan.stylegan.config import GeneratorConfig, from_known_fields
 
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+def augment_policy(text: str) -> tuple[str, ...]:
+    """A DiffAugment policy "color,translation,cutout" ("" = none) -> its names; unknown ones refused."""
+    names = tuple(p for p in text.split(",") if p)
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentations {unknown} (known: {', '.join(AUGMENTATIONS)})")
+    return names
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,9 +56,7 @@ class TrainConfig:
         self.generator_config()  # validates the resolution
         if self.batch < 2 or self.batch % 2:
             raise ValueError(f"batch must be an even number >= 2, not {self.batch}")
-        unknown = {p for p in self.augment.split(",") if p} - {"color", "translation", "cutout"}
-        if unknown:
-            raise ValueError(f"unknown augmentations {sorted(unknown)} (known: color, translation, cutout)")
+        augment_policy(self.augment)  # validates it
         for name in ("g_lr", "d_lr", "ema_kimg", "total_kimg"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be > 0")
@@ -64,7 +73,7 @@ class TrainConfig:
 
     @property
     def policy(self) -> tuple[str, ...]:
-        return tuple(p for p in self.augment.split(",") if p)
+        return augment_policy(self.augment)
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(
@@ -125,13 +134,11 @@ class AutoencoderConfig:
             raise ValueError(f"batch must be an even number >= 2, not {self.batch}")
         if not 0 < self.ae_kimg <= self.total_kimg:
             raise ValueError("ae_kimg must be > 0 and <= total_kimg")
-        unknown = {p for p in self.augment.split(",") if p} - {"color", "translation", "cutout"}
-        if unknown:
-            raise ValueError(f"unknown augmentations {sorted(unknown)} (known: color, translation, cutout)")
+        augment_policy(self.augment)  # validates it
 
     @property
     def policy(self) -> tuple[str, ...]:
-        return tuple(p for p in self.augment.split(",") if p)
+        return augment_policy(self.augment)
 
     def generator_config(self) -> GeneratorConfig:
         # no mapping network is trained: the model's z -> W+ map is fitted to E's codes afterwards

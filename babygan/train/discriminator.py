@@ -12,11 +12,15 @@ the output); leaky ReLU 0.2. Feature maps per stage as the generator: min(fmap_b
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from keras import ops
 
+from babygan import backend
 from babygan.stylegan.config import GeneratorConfig
+from babygan.train import augment
 
 _SQRT2 = math.sqrt(2.0)
 _BLUR = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
@@ -118,3 +122,36 @@ def discriminator(params, images, config: GeneratorConfig, *, compute_dtype: str
     w1 = params["b4.dense1.weight"]
     x = ops.matmul(x, w1 * _scale(tuple(w1.shape), gain=1.0)) + params["b4.dense1.bias"]
     return x[:, 0]
+
+
+def make_d_loss(
+    config: GeneratorConfig, compute_dtype: str, *, with_r1: bool, gamma: float, interval: int
+) -> Callable[..., Any]:
+    """The discriminator's loss for a step: ``d_loss(d_params, fakes, reals, aug_fake, aug_real)
+    -> (total, (loss, r1, mean real logit, mean fake logit))``.
+
+    Non-saturating logistic loss on DiffAugmented images; with ``with_r1``, lazy R1 on the
+    reals (in float32, its real scores reused for the main loss), weighted by
+    ``0.5 * gamma * interval``; r1 is NaN otherwise.
+    """
+
+    def real_scores(reals, d_params, aug):
+        logits = discriminator(d_params, augment.augment(reals, aug), config, compute_dtype="float32")
+        return ops.sum(logits), logits
+
+    real_scores_grad = backend.value_and_grad(real_scores)
+
+    def d_loss(d_params, fakes, reals, aug_fake, aug_real):
+        fake = discriminator(d_params, augment.augment(fakes, aug_fake), config, compute_dtype=compute_dtype)
+        if with_r1:
+            (_, real), grad = real_scores_grad(reals, d_params, aug_real)
+            r1 = ops.mean(ops.sum(ops.square(grad), axis=(1, 2, 3)))
+        else:
+            aug = augment.augment(reals, aug_real)
+            real = discriminator(d_params, aug, config, compute_dtype=compute_dtype)
+            r1 = ops.convert_to_tensor(np.float32(np.nan))
+        loss = ops.mean(ops.softplus(fake)) + ops.mean(ops.softplus(-real))
+        total = loss + r1 * (0.5 * gamma * interval) if with_r1 else loss
+        return total, (loss, r1, ops.mean(real), ops.mean(fake))
+
+    return d_loss

@@ -191,23 +191,7 @@ class Trainer:
         vg = backend.value_and_grad
         d_net = discriminator.discriminator
 
-        def real_scores(reals, d_params, aug):
-            logits = d_net(d_params, augment.augment(reals, aug), gc, compute_dtype="float32")
-            return ops.sum(logits), logits
-
-        real_scores_grad = vg(real_scores)
-
-        def d_loss(d_params, fakes, reals, aug_fake, aug_real):
-            fake = d_net(d_params, augment.augment(fakes, aug_fake), gc, compute_dtype=dt)
-            if with_r1:  # R1 in float32, its real scores reused for the main loss
-                (_, real), grad = real_scores_grad(reals, d_params, aug_real)
-                r1 = ops.mean(ops.sum(ops.square(grad), axis=(1, 2, 3)))
-            else:
-                real = d_net(d_params, augment.augment(reals, aug_real), gc, compute_dtype=dt)
-                r1 = ops.convert_to_tensor(np.float32(np.nan))
-            loss = ops.mean(ops.softplus(fake)) + ops.mean(ops.softplus(-real))
-            total = loss + r1 * (0.5 * gamma * interval) if with_r1 else loss
-            return total, (loss, r1, ops.mean(real), ops.mean(fake))
+        d_loss = discriminator.make_d_loss(gc, dt, with_r1=with_r1, gamma=gamma, interval=interval)
 
         def g_loss(g_params, d_params, z, mix, seed, aug):
             fakes = self._generate(g_params, z, mix, seed)
