@@ -140,6 +140,32 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def fuse(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, a chain of elementwise ops and reductions, run as one fused kernel.
+
+    Under TensorFlow, ``jit`` graphs run op by op, each elementwise op a pass over memory;
+    this compiles ``fn`` alone with XLA (and its gradient with it), which fuses the chain into
+    a few loops, while the convolutions around it stay with oneDNN (XLA's CPU convolutions
+    are slower, see ``jit``). JAX's ``jit`` and PyTorch's eager ops get ``fn`` as is. The
+    TensorFlow function is made on the first call, so importing a module that fuses
+    something does not import TensorFlow.
+    """
+    compiled: list[Callable[..., Any]] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not compiled:
+            if name() == "tensorflow":
+                import tensorflow as tf
+
+                compiled.append(tf.function(fn, jit_compile=True))
+            else:
+                compiled.append(fn)
+        return compiled[0](*args, **kwargs)
+
+    call.__doc__, call.__name__ = fn.__doc__, getattr(fn, "__name__", "fused")
+    return call
+
+
 def bias_add(x: Any, bias: Any) -> Any:
     """``x + bias``, bias (C,) over the last axis of x (same dtype).
 

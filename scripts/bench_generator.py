@@ -8,11 +8,14 @@ Prints one JSON object. Each part runs in its own process so peak RSS is its own
   fidelity  at 1024 px, the largest difference of fp32 and bf16 renders from a float64
             evaluation of the same network (x the image's std), and bf16's PSNR against fp32
             (peak-to-peak 2, the [-1, 1] range: clipped to it as a PNG shows, and unclipped)
+  fidelity_builtin
+            the same on real faces, with the built-in model: its renders of real photos
+            (encoded by its E) and of 32 samples
   load      load times: the reference pickle (first load = unpickle + convert + cache write,
             then from the converted cache in a fresh process), a saved full-size npz, and a
             full-size official-format pickle written with tests/official_pickle.py
 
-    python scripts/bench_generator.py [--parts speed,fidelity,load] [--repeats 3] [--precision fp32,bf16]
+    python scripts/bench_generator.py [--parts speed,fidelity,fidelity_builtin,load] [--repeats 3] [--precision fp32,bf16]
         [--batches 1,4] [--fidelity-batches 1,4]
     KERAS_BACKEND=jax python scripts/bench_generator.py --parts speed
 """
@@ -92,32 +95,35 @@ def part_speed(repeats: int, precision: str, batches: list[int]) -> dict:
     return result
 
 
-def part_fidelity(batch: int) -> dict:
-    """fp32 and bf16 renders against float64, at 1024 px, for ``batch`` images."""
+def _psnr(a, b, peak: float) -> float:
+    import numpy as np
+
+    return round(float(10 * np.log10(peak**2 / np.mean((a.astype(np.float64) - b) ** 2))), 1)
+
+
+def _fidelity(G, w, what: dict) -> dict:
+    """fp32 and bf16 renders of w by G against G's float64 evaluation."""
     import numpy as np
     from keras import ops
 
     from babygan.stylegan import network
 
-    G = _full_size()
-    w = G.mapping(np.random.RandomState(11).randn(batch, G.z_dim), 0.7, 8)
     params64 = {n: ops.convert_to_tensor(a.astype(np.float64)) for n, a in G.params.items()}
     t0 = time.perf_counter()
-    w64 = w.astype(np.float64)
-    ref = ops.convert_to_numpy(network.synthesis(params64, w64, G.config, compute_dtype="float64"))
+    ref = ops.convert_to_numpy(
+        network.synthesis(params64, w.astype(np.float64), G.config, compute_dtype="float64")
+    )
     float64_s = time.perf_counter() - t0
-    fp32 = G.synthesis(w)
+    fp32 = G.with_precision("fp32").synthesis(w)
     bf16 = G.with_precision("bf16").synthesis(w)
     std = float(ref.std())
-
-    def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-        return round(float(10 * np.log10(peak**2 / np.mean((a.astype(np.float64) - b) ** 2))), 1)
 
     def clip(a: np.ndarray) -> np.ndarray:
         return np.clip(a, -1.0, 1.0)
 
     return {
-        "batch": batch,
+        **what,
+        "resolution": G.resolution,
         "float64_eval_s": round(float64_s, 1),
         "output_std": round(std, 3),
         "output_range": [round(float(ref.min()), 2), round(float(ref.max()), 2)],
@@ -127,13 +133,44 @@ def part_fidelity(batch: int) -> dict:
         "bf16_maxdiff_over_std": float(f"{np.abs(bf16 - ref).max() / std:.3g}"),
         # PSNR, peak-to-peak 2 (the [-1, 1] range a PNG shows): on the images clipped to [-1, 1]
         # as a user sees them, and on the raw outputs (random weights leave that range)
-        "bf16_psnr_vs_fp32_clipped_db": psnr(clip(bf16), clip(fp32), 2.0),
-        "bf16_psnr_vs_fp32_unclipped_db": psnr(bf16, fp32, 2.0),
-        "fp32_psnr_vs_float64_clipped_db": psnr(clip(fp32), clip(ref), 2.0),
+        "bf16_psnr_vs_fp32_clipped_db": _psnr(clip(bf16), clip(fp32), 2.0),
+        "bf16_psnr_vs_fp32_unclipped_db": _psnr(bf16, fp32, 2.0),
+        "fp32_psnr_vs_float64_clipped_db": _psnr(clip(fp32), clip(ref), 2.0),
         # the earlier figure: the image's own spread (4 std) as the peak-to-peak range
-        "bf16_psnr_vs_fp32_spread_db": psnr(bf16, fp32, 4 * std),
+        "bf16_psnr_vs_fp32_spread_db": _psnr(bf16, fp32, 4 * std),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def part_fidelity(batch: int) -> dict:
+    """fp32 and bf16 renders against float64, at 1024 px, for ``batch`` images (random weights)."""
+    import numpy as np
+
+    G = _full_size()
+    w = G.mapping(np.random.RandomState(11).randn(batch, G.z_dim), 0.7, 8)
+    return _fidelity(G, w, {"model": "FFHQ architecture, random weights", "batch": batch})
+
+
+def part_fidelity_builtin(samples: int) -> dict:
+    """The same on real faces: the built-in model's renders of E's codes of the aligned real
+    photos in ../shared/faces, and of ``samples`` random samples (z at psi 1)."""
+    import numpy as np
+
+    from babygan.align import Crop, align_photo
+    from babygan.builtin import builtin_model_file
+    from babygan.stylegan import load_generator
+
+    G = load_generator(builtin_model_file())
+    faces_dir = REFERENCE.parent.parent / "faces"
+    names = ["obama.jpg", "biden.jpg", "tom_cruise.jpg", "family_father.jpg", "family_mother.jpg"]
+    scale = Crop.from_dict(G.info.get("crop")).scale
+    faces = np.stack(
+        [align_photo(faces_dir / n, output_size=G.resolution, crop_scale=scale).image for n in names]
+    )
+    encoded = _fidelity(G, G.encode_faces(faces), {"model": "built-in", "images": f"E's codes of {names}"})
+    w = G.mapping(np.random.RandomState(11).randn(samples, G.z_dim), 1.0)
+    sampled = _fidelity(G, w, {"model": "built-in", "images": f"{samples} samples, psi 1"})
+    return {"real_photos_encoded": encoded, "samples": sampled}
 
 
 def _timed(fn) -> tuple[object, float]:
@@ -202,7 +239,7 @@ def _child(args: list[str], env: dict[str, str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="speed,fidelity,load")
+    ap.add_argument("--parts", default="speed,fidelity,fidelity_builtin,load")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precision", default="fp32,bf16", help="precisions to time, comma-separated")
     ap.add_argument("--batches", default="1,4", help="batch sizes the speed part times")
@@ -216,6 +253,8 @@ def main() -> None:
             res = part_speed(int(rest[0]), rest[1], [int(b) for b in rest[2].split(",")])
         elif kind == "fidelity":
             res = part_fidelity(int(rest[0]))
+        elif kind == "fidelity_builtin":
+            res = part_fidelity_builtin(int(rest[0]))
         elif kind == "load":
             res = part_load(rest[0], rest[1])
         else:
@@ -242,6 +281,8 @@ def main() -> None:
     if "fidelity" in parts:
         batches = [int(b) for b in args.fidelity_batches.split(",")]
         report["fidelity_1024"] = [_child(["fidelity", str(b)], env) for b in batches]
+    if "fidelity_builtin" in parts:
+        report["fidelity_builtin"] = _child(["fidelity_builtin", "32"], env)
     if "load" in parts:
         with tempfile.TemporaryDirectory() as home:
             env_l = {**env, "BABYGAN_HOME": home}

@@ -97,6 +97,33 @@ def _adain(t: Tensor, style: Tensor, ch: int) -> Tensor:
     return t * scale + (style[..., ch:] - mean * scale)
 
 
+def _epilogue_math(
+    y: Tensor,
+    noise: Tensor | None,
+    strength: Tensor | None,
+    bias: Tensor,
+    style: Tensor,
+    acc: str,
+    out_dtype: str,
+) -> Tensor:
+    """The official layer_epilogue: noise, bias, leaky ReLU, instance norm, AdaIN style.
+
+    y (N, H, W, C) a convolution's output in any float dtype; noise (1 or N, H, W, 1) and its
+    per-channel strength (1, 1, 1, C), or None; bias (C,); style (N, 1, 1, 2C) in ``acc``.
+    Computes in ``acc``, returns ``out_dtype`` (the next convolution's input dtype).
+    """
+    t = ops.cast(y, acc)
+    if noise is not None:
+        t = t + ops.cast(noise, acc) * strength
+    t = ops.leaky_relu(t + bias, negative_slope=_LRELU_ALPHA)
+    return ops.cast(_adain(t, style, int(t.shape[-1])), out_dtype)
+
+
+# A dozen passes over the largest activations when run op by op; fused, about three. Under
+# TensorFlow this is the render's largest cost (measured: scripts/bench_synthesis_stages.py).
+_fused_epilogue = backend.fuse(_epilogue_math)
+
+
 def _epilogue(
     prep: Mapping[str, Tensor],
     config: GeneratorConfig,
@@ -105,27 +132,18 @@ def _epilogue(
     w: Tensor,
     noises: Sequence[Tensor] | None,
     acc: str,
-    *,
-    biased: bool = False,
+    out_dtype: str,
 ) -> Tensor:
-    """Noise, bias, leaky ReLU, instance norm, AdaIN style (the official layer_epilogue), in ``acc``.
-
-    ``biased``: y already holds the bias (added by the op that made it). Otherwise noise and
-    bias are summed on their small broadcast shape (1, H, W, C) first: the official
-    arithmetic up to rounding order.
-    """
+    """Layer ``layer``'s epilogue on its convolution's output y: gathers its noise, bias and
+    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_math` fused."""
     p = f"layer{layer}"
-    ch = config.layer_channels(layer)
-    shift = None if biased else ops.reshape(prep[f"{p}.bias"], (1, 1, 1, ch))
+    noise = strength = None
     if config.use_noise:
         noise = prep[f"{p}.noise"] if noises is None else noises[layer]
-        noise = ops.cast(noise, acc) * prep[f"{p}.noise_strength"]
-        shift = noise if shift is None else noise + shift
+        strength = prep[f"{p}.noise_strength"]
     style = ops.matmul(w[:, layer], prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
     style = ops.expand_dims(ops.expand_dims(style, 1), 1)  # (N, 1, 1, 2ch): scale (as 1 + s), bias
-    t = ops.cast(y, acc)
-    t = ops.leaky_relu(t if shift is None else t + shift, negative_slope=_LRELU_ALPHA)
-    return _adain(t, style, ch)
+    return _fused_epilogue(y, noise, strength, prep[f"{p}.bias"], style, acc, out_dtype)
 
 
 def _conv_kernel(params: Mapping[str, Tensor], layer: int, up: bool, fused: bool) -> Tensor:
@@ -206,21 +224,19 @@ def synthesis_prepared(
     n = ops.shape(w)[0]
     const = prep["const"]
     x = ops.broadcast_to(const, (n, *tuple(const.shape)[1:]))
-    x = _epilogue(prep, config, 0, x, w, noises, acc)
+    last = config.num_layers - 1
+    x = _epilogue(prep, config, 0, x, w, noises, acc, acc if last == 0 else dt)
     for layer in range(1, config.num_layers):
         p = f"layer{layer}"
         kernel = prep[f"{p}.kernel"]
         if layer % 2:
-            x = ops.conv(ops.cast(x, dt), kernel, padding="same")
+            x = ops.conv(x, kernel, padding="same")
         else:
-            x = ops.conv_transpose(ops.cast(x, dt), kernel, strides=2, padding="same")
+            x = ops.conv_transpose(x, kernel, strides=2, padding="same")
             if f"{p}.blur" in prep:
                 x = ops.depthwise_conv(x, prep[f"{p}.blur"], padding="same")
-        # the bias rides on the (depthwise) convolution when one made x: no pass of its own
-        biased = layer % 2 == 1 or f"{p}.blur" in prep
-        if biased:
-            x = backend.bias_add(x, ops.cast(prep[f"{p}.bias"], dt))
-        x = _epilogue(prep, config, layer, x, w, noises, acc, biased=biased)
+        # the epilogue casts its output for the next convolution (ToRGB takes acc)
+        x = _epilogue(prep, config, layer, x, w, noises, acc, acc if layer == last else dt)
     return backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
 
 
