@@ -15,8 +15,8 @@ Prints one JSON object. Each part runs in its own process so peak RSS is its own
             then from the converted cache in a fresh process), a saved full-size npz, and a
             full-size official-format pickle written with tests/official_pickle.py
 
-    python scripts/bench_generator.py [--parts speed,fidelity,fidelity_builtin,load] [--repeats 3] [--precision fp32,bf16]
-        [--batches 1,4] [--fidelity-batches 1,4]
+    python scripts/bench_generator.py [--parts speed,fidelity,fidelity_builtin,load] [--repeats 3]
+        [--precision fp32,bf16] [--batches 1,4] [--fidelity-batches 1,4]
     KERAS_BACKEND=jax python scripts/bench_generator.py --parts speed
 """
 
