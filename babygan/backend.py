@@ -140,30 +140,71 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def fuse(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn``, a chain of elementwise ops and reductions, run as one fused kernel.
+def fuse(
+    forward: Callable[..., tuple[Any, Any]],
+    backward: Callable[..., tuple[Any, ...]],
+    static: tuple[str, ...] = (),
+) -> Callable[..., Any]:
+    """A chain of elementwise ops and reductions, with its gradient written out, run fused.
 
-    Under TensorFlow, ``jit`` graphs run op by op, each elementwise op a pass over memory;
-    this compiles ``fn`` alone with XLA (and its gradient with it), which fuses the chain into
-    a few loops, while the convolutions around it stay with oneDNN (XLA's CPU convolutions
-    are slower, see ``jit``). JAX's ``jit`` and PyTorch's eager ops get ``fn`` as is. The
-    TensorFlow function is made on the first call, so importing a module that fuses
-    something does not import TensorFlow.
+    ``forward(*tensors, **static) -> (output, saved)``: tensors may be None; ``saved`` is
+    what ``backward(upstream, tensors, saved, **static)`` needs besides the inputs to
+    return d loss / d each tensor (None for None). The result is ``f(*tensors, **static) ->
+    output``, differentiable.
+
+    Under TensorFlow, ``jit`` graphs run op by op, each elementwise op a pass over memory,
+    and the automatic gradient of such a chain takes several times the forward's work: here
+    the forward and the written-out backward are each compiled alone by XLA, which fuses
+    them into a few loops, while the convolutions around them stay with oneDNN (XLA's CPU
+    convolutions are slower, see ``jit``). Under JAX (whose ``jit`` fuses by itself) and
+    PyTorch, the forward is differentiated as usual. The TensorFlow functions are made on
+    the first call, so importing a module that fuses something does not import TensorFlow.
     """
     compiled: list[Callable[..., Any]] = []
 
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def plain(*tensors: Any, **kw: Any) -> Any:
+        return forward(*tensors, **kw)[0]
+
+    def make() -> Callable[..., Any]:
+        if name() != "tensorflow":
+            return plain
+        import tensorflow as tf
+
+        fwd = tf.function(forward, jit_compile=True)
+        bwd = tf.function(backward, jit_compile=True)
+
+        def call(*args: Any, **kw: Any) -> Any:
+            if set(kw) != set(static):
+                raise TypeError(f"{forward.__name__}: give exactly the keywords {static}, not {tuple(kw)}")
+            given = [i for i, a in enumerate(args) if a is not None]
+
+            def full(tensors: Any) -> tuple[Any, ...]:
+                out: list[Any] = [None] * len(args)
+                for i, t in zip(given, tensors, strict=True):
+                    out[i] = t
+                return tuple(out)
+
+            @tf.custom_gradient
+            def run(*tensors: Any) -> Any:
+                out, saved = fwd(*full(tensors), **kw)
+
+                def grad(upstream: Any) -> list[Any]:
+                    grads = bwd(upstream, full(tensors), saved, **kw)
+                    return [grads[i] for i in given]
+
+                return out, grad
+
+            return run(*(tf.convert_to_tensor(args[i]) for i in given))
+
+        return call
+
+    def fused(*args: Any, **kw: Any) -> Any:
         if not compiled:
-            if name() == "tensorflow":
-                import tensorflow as tf
+            compiled.append(make())
+        return compiled[0](*args, **kw)
 
-                compiled.append(tf.function(fn, jit_compile=True))
-            else:
-                compiled.append(fn)
-        return compiled[0](*args, **kwargs)
-
-    call.__doc__, call.__name__ = fn.__doc__, getattr(fn, "__name__", "fused")
-    return call
+    fused.__doc__, fused.__name__ = forward.__doc__, getattr(forward, "__name__", "fused")
+    return fused
 
 
 def bias_add(x: Any, bias: Any) -> Any:

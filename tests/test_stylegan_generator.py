@@ -159,6 +159,53 @@ def test_gradient_through_synthesis_and_a_compiled_descent_step(G: Generator) ->
     assert float(last) < float(first)
 
 
+@pytest.mark.parametrize("batch_noise", [False, True])
+def test_synthesis_gradients_match_finite_differences(G: Generator, batch_noise: bool) -> None:
+    """The gradients the encoder and the trainers descend (through the fused layer epilogue,
+    whose backward pass is written out) are the true derivatives: float64 central differences
+    along random directions, for w, the noise inputs and every kind of parameter."""
+    from keras import ops
+
+    from babygan import backend
+    from babygan.stylegan import network
+
+    if "64" not in str(ops.convert_to_tensor(np.zeros(1)).dtype):
+        pytest.skip("this backend computes float64 in float32 (JAX without jax_enable_x64)")
+    rng = np.random.default_rng(3)
+    n = 2
+    params = {k: ops.convert_to_tensor(v.astype(np.float64)) for k, v in G.params.items()}
+    w = ops.convert_to_tensor(G.mapping(rng.standard_normal((n, G.z_dim))).astype(np.float64))
+    noises = [
+        ops.convert_to_tensor(a.astype(np.float64)) for a in G._random_noise(5, 0, n if batch_noise else 1)
+    ]
+    weights = ops.convert_to_tensor(rng.standard_normal((n, G.resolution, G.resolution, 3)))
+    names = ["synthesis.layer7.bias", "synthesis.layer4.noise_strength", "synthesis.layer2.style.weight"]
+
+    def loss(x, params, noises):
+        w, picked, noise5 = x
+        p = {**params, **dict(zip(names, picked, strict=True))}
+        nz = [*noises[:5], noise5, *noises[6:]]
+        img = network.synthesis(p, w, G.config, nz, compute_dtype="float64")
+        return ops.sum(img * weights), None
+
+    x = (w, [params[k] for k in names], noises[5])
+    grads = backend.value_and_grad(loss)(x, params, noises)[1]
+    flat_x = [x[0], *x[1], x[2]]
+    flat_g = [ops.convert_to_numpy(g) for g in [grads[0], *grads[1], grads[2]]]
+    for i, (xi, gi) in enumerate(zip(flat_x, flat_g, strict=True)):
+        v = rng.standard_normal(tuple(xi.shape))
+        eps = 1e-7 * float(np.abs(ops.convert_to_numpy(xi)).max() + 1.0)  # small: leaky ReLU kinks
+
+        def moved(sign: float, i: int = i, v: np.ndarray = v, eps: float = eps) -> float:
+            parts = list(flat_x)
+            parts[i] = parts[i] + sign * eps * v
+            return float(loss((parts[0], parts[1:-1], parts[-1]), params, noises)[0])
+
+        numeric = (moved(1.0) - moved(-1.0)) / (2 * eps)
+        analytic = float(np.sum(gi * v))
+        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-6), i
+
+
 def test_to_uint8_is_the_official_convert() -> None:
     x = np.array([[-2.0, -1.0, -0.5, 0.0, 0.00393, 0.5, 1.0, 3.0]], np.float32).reshape(1, 1, 8, 1)
     u = to_uint8(x)

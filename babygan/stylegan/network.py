@@ -82,9 +82,10 @@ def _mean_hw(t: Tensor) -> Tensor:
     return ops.mean(ops.mean(t, axis=1, keepdims=True), axis=2, keepdims=True)
 
 
-def _adain(t: Tensor, style: Tensor, ch: int) -> Tensor:
+def _adain(t: Tensor, style: Tensor, ch: int) -> tuple[Tensor, Tensor, Tensor]:
     """Instance norm over H, W (eps 1e-8), then the style: t float (N, H, W, C), style (N, 1, 1, 2C).
 
+    Returns the output and the statistics the gradient needs, mean and 1/std (N, 1, 1, C).
     Four passes over the activations plus two reads, where the textbook order takes six plus
     two: the centring is never materialised (the squared deviations are one op, and the mean
     and the style scale fold into one multiply and one add). Measured alone at 1024 px
@@ -93,8 +94,81 @@ def _adain(t: Tensor, style: Tensor, ch: int) -> Tensor:
     """
     mean = _mean_hw(t)
     var = _mean_hw(ops.square(t - mean))
-    scale = ops.rsqrt(var + _EPS) * (style[..., :ch] + 1.0)
-    return t * scale + (style[..., ch:] - mean * scale)
+    rstd = ops.rsqrt(var + _EPS)
+    scale = rstd * (style[..., :ch] + 1.0)
+    return t * scale + (style[..., ch:] - mean * scale), mean, rstd
+
+
+def _epilogue_pre(y: Tensor, noise: Tensor | None, strength: Tensor | None, bias: Tensor, acc: str) -> Tensor:
+    """The leaky ReLU's input: y + noise x strength + bias, in ``acc`` (the official order)."""
+    u = ops.cast(y, acc)
+    if noise is not None:
+        u = u + ops.cast(noise, acc) * strength
+    return u + bias
+
+
+def _epilogue_forward(
+    y: Tensor,
+    noise: Tensor | None,
+    strength: Tensor | None,
+    bias: Tensor,
+    style: Tensor,
+    acc: str,
+    out_dtype: str,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The official layer_epilogue: noise, bias, leaky ReLU, instance norm, AdaIN style.
+
+    y (N, H, W, C) a convolution's output in any float dtype; noise (1 or N, H, W, 1) and its
+    per-channel strength (1, 1, 1, C), or None; bias (C,); style (N, 1, 1, 2C) in ``acc``.
+    Computes in ``acc``; returns the output in ``out_dtype`` (the next convolution's input
+    dtype) and (mean, 1/std) of the instance norm, which :func:`_epilogue_backward` reuses.
+    """
+    t = ops.leaky_relu(_epilogue_pre(y, noise, strength, bias, acc), negative_slope=_LRELU_ALPHA)
+    out, mean, rstd = _adain(t, style, int(t.shape[-1]))
+    return ops.cast(out, out_dtype), (mean, rstd)
+
+
+def _epilogue_backward(
+    upstream: Tensor,
+    args: tuple[Tensor | None, ...],
+    saved: tuple[Tensor, Tensor],
+    acc: str,
+    out_dtype: str,
+) -> tuple[Tensor | None, ...]:
+    """The gradient of :func:`_epilogue_forward`'s output with respect to each of its tensor
+    arguments (None for a None argument), given d loss / d output (N, H, W, C).
+
+    Written out, it takes two passes over the activations (the per-channel sums, then the
+    input gradient with the reductions for bias, noise and strength riding along), where
+    the chain rule op by op takes about three times the forward's work.
+    """
+    y, noise, strength, bias, style = args
+    mean, rstd = saved
+    ch = int(y.shape[-1])
+    hw = float(int(y.shape[1]) * int(y.shape[2]))
+    g = ops.cast(upstream, acc)
+    u = _epilogue_pre(y, noise, strength, bias, acc)
+    positive = u > 0
+    xhat = (ops.where(positive, u, u * _LRELU_ALPHA) - mean) * rstd
+    d_shift = ops.sum(g, axis=(1, 2), keepdims=True)  # d / d style bias
+    d_scale = ops.sum(g * xhat, axis=(1, 2), keepdims=True)  # d / d style scale
+    gain = rstd * (style[..., :ch] + 1.0)
+    d_t = gain * (g - d_shift / hw - xhat * (d_scale / hw))
+    d_u = ops.where(positive, d_t, d_t * _LRELU_ALPHA)
+    d_noise = d_strength = None
+    if noise is not None:
+        d_strength = ops.sum(d_u * ops.cast(noise, acc), axis=(0, 1, 2), keepdims=True)
+        d_noise = ops.sum(d_u * strength, axis=3, keepdims=True)
+        if int(noise.shape[0]) == 1:
+            d_noise = ops.sum(d_noise, axis=0, keepdims=True)
+        d_noise = ops.cast(d_noise, noise.dtype)
+    return (
+        ops.cast(d_u, y.dtype),
+        d_noise,
+        d_strength,
+        ops.sum(d_u, axis=(0, 1, 2)),
+        ops.concatenate([d_scale, d_shift], axis=-1),
+    )
 
 
 def _epilogue_math(
@@ -106,22 +180,14 @@ def _epilogue_math(
     acc: str,
     out_dtype: str,
 ) -> Tensor:
-    """The official layer_epilogue: noise, bias, leaky ReLU, instance norm, AdaIN style.
-
-    y (N, H, W, C) a convolution's output in any float dtype; noise (1 or N, H, W, 1) and its
-    per-channel strength (1, 1, 1, C), or None; bias (C,); style (N, 1, 1, 2C) in ``acc``.
-    Computes in ``acc``, returns ``out_dtype`` (the next convolution's input dtype).
-    """
-    t = ops.cast(y, acc)
-    if noise is not None:
-        t = t + ops.cast(noise, acc) * strength
-    t = ops.leaky_relu(t + bias, negative_slope=_LRELU_ALPHA)
-    return ops.cast(_adain(t, style, int(t.shape[-1])), out_dtype)
+    """:func:`_epilogue_forward`'s output alone (what autodiff differentiates, unfused)."""
+    return _epilogue_forward(y, noise, strength, bias, style, acc, out_dtype)[0]
 
 
-# A dozen passes over the largest activations when run op by op; fused, about three. Under
-# TensorFlow this is the render's largest cost (measured: scripts/bench_synthesis_stages.py).
-_fused_epilogue = backend.fuse(_epilogue_math)
+# A dozen passes over the largest activations when run op by op, forward and three times that
+# backward; fused, about three each way. Under TensorFlow this is the render's largest cost
+# (scripts/bench_synthesis_stages.py) and most of the encoder's (scripts/bench_encoder_step.py).
+_fused_epilogue = backend.fuse(_epilogue_forward, _epilogue_backward, static=("acc", "out_dtype"))
 
 
 def _epilogue(
@@ -143,7 +209,7 @@ def _epilogue(
         strength = prep[f"{p}.noise_strength"]
     style = ops.matmul(w[:, layer], prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
     style = ops.expand_dims(ops.expand_dims(style, 1), 1)  # (N, 1, 1, 2ch): scale (as 1 + s), bias
-    return _fused_epilogue(y, noise, strength, prep[f"{p}.bias"], style, acc, out_dtype)
+    return _fused_epilogue(y, noise, strength, prep[f"{p}.bias"], style, acc=acc, out_dtype=out_dtype)
 
 
 def _conv_kernel(params: Mapping[str, Tensor], layer: int, up: bool, fused: bool) -> Tensor:
