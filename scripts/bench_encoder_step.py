@@ -85,7 +85,8 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     vgg_file = Path(tempfile.mkdtemp()) / "random_vgg16_notop.h5"
     with h5py.File(vgg_file, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, keras.applications.VGG16(include_top=False, weights=None))
+        random_vgg = keras.applications.VGG16(include_top=False, weights=None)
+        legacy_h5_format.save_weights_to_hdf5_group(f, random_vgg)
     vgg = vgg16_features(vgg_file, size, precision=args.precision)
     target_feat = ops.cast(vgg(caffe_preprocess(target), training=False), "float32")
 
@@ -140,7 +141,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "what": f"one encoder iteration at 1024 px, batch {n}, VGG16 + pixel + MS-SSIM, {args.precision}",
+                "what": f"one encoder iteration at 1024 px, batch {n}, VGG16 + pixel + MS-SSIM + L1, "
+                f"{args.precision}",
                 "backend": backend.name(),
                 "seconds_min_of_repeats": pieces,
                 "sum_of_pieces_s": round(sum(pieces[k] for k in parts), 4),
