@@ -143,7 +143,8 @@ def test_bad_settings_are_refused():
 
 
 def test_learning_rate_decays_by_staircase():
-    s = EncoderSettings(iterations=100, lr=0.25)
+    assert EncoderSettings().learning_rate(40) == EncoderSettings().lr  # constant by default
+    s = EncoderSettings(iterations=100, lr=0.25, decay_rate=0.9)  # BabyGAN's schedule
     assert s.decay_steps == 4
     assert s.learning_rate(1) == s.learning_rate(3) == 0.25
     assert s.learning_rate(4) == pytest.approx(0.225)

@@ -109,6 +109,13 @@ def test_perceptual_identity_encodes_offline_without_vgg16(tiny, tmp_path, monke
     # the reconstruction's record names the loss and its weight (as child.json does)
     encoder = json.loads(Image.open(out / "dad_reconstruction.png").text["encoder"])
     assert encoder["perceptual"] == "identity" and encoder["identity_weight"] == 50.0
+    # the default schedule (a constant rate), or BabyGAN's staircase when asked for
+    assert encoder["lr"] == 0.05 and encoder["decay_rate"] == 1.0
+    babygan = ["--iterations", "3", "--lr", "0.25", "--decay-rate", "0.9", "--decay-percent", "34"]
+    result = run("encode", photos[0], *babygan, "-o", tmp_path / "old", *args[:2], *args[4:])
+    assert result.exit_code == 0, result.output
+    encoder = json.loads(Image.open(tmp_path / "old" / "dad_reconstruction.png").text["encoder"])
+    assert (encoder["lr"], encoder["decay_rate"], encoder["decay_percent"]) == (0.25, 0.9, 34.0)
 
 
 def test_non_square_aligned_photo_is_refused(tiny, tmp_path):

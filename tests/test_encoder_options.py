@@ -20,7 +20,9 @@ from babygan.errors import BabyganError
 # pixel loss (no VGG16 file), dlatent_avg start, a learning rate this tiny generator takes;
 # clip 5: this random generator's dlatent_avg reaches 4.7, and a start re-drawn at once by
 # stochastic clipping (pbaylies' 2) would make a few steps worse than the start
-PIXEL = EncoderSettings(iterations=6, lr=0.05, perceptual="pixel", init="dlatent_avg", clip=5.0)
+PIXEL = EncoderSettings(
+    iterations=6, lr=0.05, decay_rate=0.9, perceptual="pixel", init="dlatent_avg", clip=5.0
+)
 
 
 @pytest.fixture(scope="module")

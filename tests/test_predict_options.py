@@ -34,6 +34,16 @@ def test_lr_must_be_positive(tmp_path, args, lr):
 
 
 @pytest.mark.parametrize("args", COMMANDS)
+@pytest.mark.parametrize(
+    ("option", "value"), [("--decay-rate", "0"), ("--decay-rate", "1.5"), ("--decay-percent", "0")]
+)
+def test_decay_options_are_checked(tmp_path, args, option, value):
+    res = _invoke(tmp_path, [*args, option, value])
+    assert res.exit_code == 2
+    assert f"Invalid value for '{option}'" in res.output
+
+
+@pytest.mark.parametrize("args", COMMANDS)
 def test_shared_options_parse_the_same(tmp_path, args, monkeypatch):
     """-m is --model everywhere; the session gets it (stopped before any model loads)."""
     from babygan.cli.options import SessionOptions

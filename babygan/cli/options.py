@@ -303,7 +303,13 @@ def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Ed
 # come from the dataclass itself (babygan/encoder/settings.py).
 _ENCODER_FIELDS = {
     "iterations": ("--iterations", "Encoder optimisation steps per photo."),
-    "lr": ("--lr", "Encoder learning rate (x0.9 every 4% of the iterations)."),
+    "lr": ("--lr", "Encoder learning rate (Adam)."),
+    "decay_rate": (
+        "--decay-rate",
+        "The learning rate is multiplied by this every --decay-percent of the iterations "
+        "(BabyGAN: --iterations 100 --lr 0.25 --decay-rate 0.9).",
+    ),
+    "decay_percent": ("--decay-percent", "Learning-rate decay period, % of the iterations."),
     "perceptual": (
         "--perceptual",
         "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
@@ -360,6 +366,8 @@ def _encoder_click_options() -> list[Callable]:
     kinds: dict[str, Any] = {
         "iterations": click.IntRange(min=1),
         "lr": click.FloatRange(min=0, min_open=True),
+        "decay_rate": click.FloatRange(0.0, 1.0, min_open=True),
+        "decay_percent": click.FloatRange(0.0, 100.0, min_open=True),
         "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
         "identity_weight": click.FloatRange(min=0),
         "init": EncoderInit(),
