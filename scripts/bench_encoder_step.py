@@ -77,7 +77,7 @@ def main() -> None:
     n, size, dtype = args.batch, 256, G.compute_dtype
     rng = np.random.default_rng(0)
     w = ops.convert_to_tensor(np.tile(G.dlatent_avg, (n, G.num_layers, 1)).astype(np.float32))
-    params = G.tensors
+    params = G.prepared  # as the encoder: the kernels made once
     target = ops.convert_to_tensor(rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32))
     big = ops.convert_to_tensor(rng.uniform(0, 255, (n, 1024, 1024, 3)).astype(np.float32))
     mask = ops.ones((n, size, size, 1))
@@ -91,7 +91,7 @@ def main() -> None:
     target_feat = ops.cast(vgg(caffe_preprocess(target), training=False), "float32")
 
     def render(w: Any, params: Any) -> Any:
-        img = (network.synthesis(params, w, G.config, compute_dtype=dtype) + 1.0) * 127.5
+        img = (network.synthesis_prepared(params, w, G.config, compute_dtype=dtype) + 1.0) * 127.5
         return ops.average_pool(img, 4, 4, padding="valid")
 
     def render_sum(w: Any, params: Any) -> tuple[Any, Any]:

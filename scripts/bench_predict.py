@@ -5,7 +5,7 @@ weights, the directions are the real BabyGAN files where ../shared/directions ha
 (random (18, 512) arrays otherwise), the parents are two real photos from ../shared/faces
 (or scikit-image's astronaut and its mirror image).
 
-The full default encode (100 iterations) takes long on a CPU, so by default it is timed
+The full default encode (EncoderSettings().iterations) takes long on a CPU, so by default it is timed
 at a few iterations and extrapolated: per-iteration time from a warm run of
 ``--iterations-b`` steps, the one-off cost (graph tracing, the first step) from a cold run
 of ``--iterations-a`` steps. ``--full`` runs the real 100 instead.
@@ -83,7 +83,12 @@ def main() -> None:
     )
     ap.add_argument("--iterations-a", type=int, default=2, help="cold encode run (includes tracing)")
     ap.add_argument("--iterations-b", type=int, default=4, help="warm encode run (per-iteration time)")
-    ap.add_argument("--default-iterations", type=int, default=100, help="the encode to extrapolate to")
+    ap.add_argument(
+        "--default-iterations",
+        type=int,
+        default=None,
+        help="the encode to extrapolate to (default: the encoder's default iterations)",
+    )
     ap.add_argument(
         "--full", action="store_true", help="run the whole default encode instead of extrapolating"
     )
@@ -127,6 +132,9 @@ def main() -> None:
     if args.perceptual == "vgg16" and args.random_vgg16:
         vgg16 = {"vgg16_weights": str(_random_vgg16(tmp / "vgg16_random_notop.h5"))}
         figures["vgg16_weights"] = "random, registry layout"
+    if args.default_iterations is None:
+        args.default_iterations = EncoderSettings().iterations
+    figures["encoder_iterations"] = args.default_iterations
     iters_a = args.default_iterations if args.full else args.iterations_a
     settings = EncoderSettings(
         iterations=iters_a, perceptual=args.perceptual, precision=args.precision, **vgg16

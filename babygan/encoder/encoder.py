@@ -262,7 +262,7 @@ class Encoder:
         from keras import ops
 
         settings = self.settings
-        params = self.G.tensors
+        params = self.G.prepared  # the weights never change here: kernels made once
         n, iters, avg = start.shape[0], settings.iterations, float(settings.average_best_loss)
         history = np.full((iters, n), np.nan, np.float32)
         steps = np.zeros(n, np.int64)

@@ -23,6 +23,8 @@ def make_loss(
 ) -> Callable[..., Any]:
     """``loss(w, params, target, target_feat, mask) -> (sum over images, per-image losses (N,))``.
 
+    params: ``G.tensors``, or ``G.prepared`` when the weights stay fixed (the encoder's steps).
+
     w float32 (N, L, w_dim), or (N, 1, w_dim) with ``tile_dlatents`` (one vector for every
     layer); target float32 (N, size, size, 3) in 0..255, already multiplied by the mask;
     target_feat what the losses know of the target: the VGG16 features of that masked
@@ -49,8 +51,13 @@ def make_loss(
     config, dtype = G.config, G.compute_dtype
 
     def render(w: Any, params: Any) -> Any:
-        # (N, L, w_dim) -> float32 (N, size, size, 3) in 0..255 (not clipped: clipping stops gradients)
-        img = (network.synthesis(params, w, config, compute_dtype=dtype) + 1.0) * 127.5
+        # (N, L, w_dim) -> float32 (N, size, size, 3) in 0..255 (not clipped: clipping stops gradients).
+        # params: G.tensors, or G.prepared (the kernels made once: no per-step preparation)
+        if "const" in params:
+            img = network.synthesis_prepared(params, w, config, compute_dtype=dtype)
+        else:
+            img = network.synthesis(params, w, config, compute_dtype=dtype)
+        img = (img + 1.0) * 127.5
         if factor > 1:
             # an exact area average: the generator's resolution is a power-of-two multiple of size
             img = ops.average_pool(img, factor, factor, padding="valid")

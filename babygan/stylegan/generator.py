@@ -183,6 +183,12 @@ class Generator:
         """The parameters as backend tensors, for network.mapping / network.synthesis in a caller's graph."""
         return self.runtime.params
 
+    @property
+    def prepared(self) -> dict[str, Any]:
+        """``network.prepare_synthesis`` of the parameters in this generator's compute dtype, made
+        once: for network.synthesis_prepared in a caller's graph that never changes the weights."""
+        return self.runtime.prepared
+
     # ------------------------------------------------------------------ numpy API
 
     def mapping(
