@@ -142,15 +142,18 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def fuse(
     forward: Callable[..., tuple[Any, Any]],
-    backward: Callable[..., tuple[Any, ...]],
+    backward: Callable[..., Any],
+    finish: Callable[..., tuple[Any, ...]],
     static: tuple[str, ...] = (),
 ) -> Callable[..., Any]:
     """A chain of elementwise ops and reductions, with its gradient written out, run fused.
 
     ``forward(*tensors, **static) -> (output, saved)``: tensors may be None; ``saved`` is
-    what ``backward(upstream, tensors, saved, **static)`` needs besides the inputs to
-    return d loss / d each tensor (None for None). The result is ``f(*tensors, **static) ->
-    output``, differentiable.
+    what ``backward(upstream, tensors, saved, **static) -> grads`` needs besides the inputs;
+    ``finish(grads, tensors, **static)`` turns that into d loss / d each tensor (None for
+    None). ``backward`` is fused; ``finish`` runs op by op, so that the graph drops the
+    gradients nobody asks for. The result is ``f(*tensors, **static) -> output``,
+    differentiable.
 
     Under TensorFlow, ``jit`` graphs run op by op, each elementwise op a pass over memory,
     and the automatic gradient of such a chain takes several times the forward's work: here
@@ -189,7 +192,7 @@ def fuse(
                 out, saved = fwd(*full(tensors), **kw)
 
                 def grad(upstream: Any) -> list[Any]:
-                    grads = bwd(upstream, full(tensors), saved, **kw)
+                    grads = finish(bwd(upstream, full(tensors), saved, **kw), full(tensors), **kw)
                     return [grads[i] for i in given]
 
                 return out, grad

@@ -134,13 +134,13 @@ def _epilogue_backward(
     saved: tuple[Tensor, Tensor],
     acc: str,
     out_dtype: str,
-) -> tuple[Tensor | None, ...]:
-    """The gradient of :func:`_epilogue_forward`'s output with respect to each of its tensor
-    arguments (None for a None argument), given d loss / d output (N, H, W, C).
+) -> tuple[Tensor, Tensor]:
+    """The gradient of :func:`_epilogue_forward`'s output, given d loss / d output (N, H, W, C):
+    (d / d y in y's dtype, d / d style (N, 1, 1, 2C)); :func:`_epilogue_param_grads` takes
+    it on to noise, strength and bias.
 
     Written out, it takes two passes over the activations (the per-channel sums, then the
-    input gradient with the reductions for bias, noise and strength riding along), where
-    the chain rule op by op takes about three times the forward's work.
+    input gradient), where the chain rule op by op takes about three times the forward's work.
     """
     y, noise, strength, bias, style = args
     mean, rstd = saved
@@ -155,6 +155,19 @@ def _epilogue_backward(
     gain = rstd * (style[..., :ch] + 1.0)
     d_t = gain * (g - d_shift / hw - xhat * (d_scale / hw))
     d_u = ops.where(positive, d_t, d_t * _LRELU_ALPHA)
+    return ops.cast(d_u, y.dtype), ops.concatenate([d_scale, d_shift], axis=-1)
+
+
+def _epilogue_param_grads(
+    grads: tuple[Tensor, Tensor], args: tuple[Tensor | None, ...], acc: str, out_dtype: str
+) -> tuple[Tensor | None, ...]:
+    """d / d each of :func:`_epilogue_forward`'s tensor arguments (None for None), from
+    :func:`_epilogue_backward`'s. Kept apart from it, unfused: the sums over the activations
+    for noise, strength and bias cost a pass each, and only the trainers ask for them (the
+    encoder's graph drops them)."""
+    d_y, d_style = grads
+    _y, noise, strength, _bias, _style = args
+    d_u = ops.cast(d_y, acc)
     d_noise = d_strength = None
     if noise is not None:
         d_strength = ops.sum(d_u * ops.cast(noise, acc), axis=(0, 1, 2), keepdims=True)
@@ -162,13 +175,7 @@ def _epilogue_backward(
         if int(noise.shape[0]) == 1:
             d_noise = ops.sum(d_noise, axis=0, keepdims=True)
         d_noise = ops.cast(d_noise, noise.dtype)
-    return (
-        ops.cast(d_u, y.dtype),
-        d_noise,
-        d_strength,
-        ops.sum(d_u, axis=(0, 1, 2)),
-        ops.concatenate([d_scale, d_shift], axis=-1),
-    )
+    return d_y, d_noise, d_strength, ops.sum(d_u, axis=(0, 1, 2)), d_style
 
 
 def _epilogue_math(
@@ -187,7 +194,9 @@ def _epilogue_math(
 # A dozen passes over the largest activations when run op by op, forward and three times that
 # backward; fused, about three each way. Under TensorFlow this is the render's largest cost
 # (scripts/bench_synthesis_stages.py) and most of the encoder's (scripts/bench_encoder_step.py).
-_fused_epilogue = backend.fuse(_epilogue_forward, _epilogue_backward, static=("acc", "out_dtype"))
+_fused_epilogue = backend.fuse(
+    _epilogue_forward, _epilogue_backward, _epilogue_param_grads, static=("acc", "out_dtype")
+)
 
 
 def _epilogue(
