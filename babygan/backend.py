@@ -210,6 +210,42 @@ def fuse(
     return fused
 
 
+def blur(x: Any, taps: tuple[float, ...]) -> Any:
+    """x (N, H, W, C) filtered by outer(taps, taps) per channel, 'same' zero padding (the extra
+    row after, as TensorFlow pads): StyleGAN's blur after each upsampling, in x's dtype.
+
+    A depthwise convolution (oneDNN under TensorFlow, cuDNN or PyTorch's kernels elsewhere),
+    except under JAX on a CPU, where XLA's depthwise convolution measured 60x slower than
+    TensorFlow's (0.66 s against 0.011 s for a 1024 px render's blurs): there it is shifted,
+    weighted sums along H then W, which XLA fuses into a loop or two.
+    """
+    import numpy as np
+    from keras import ops
+
+    f = np.asarray(taps, np.float64)
+    before = (len(f) - 1) // 2
+    after = len(f) - 1 - before
+    if name() == "jax" and not _devices():
+        for axis in (1, 2):
+            size = int(x.shape[axis])
+            pad = [(0, 0)] * 4
+            pad[axis] = (before, after)
+            padded = ops.pad(x, pad)
+            total = None
+            for k, tap in enumerate(f):
+                index = [slice(None)] * 4
+                index[axis] = slice(k, k + size)
+                term = padded[tuple(index)] * ops.cast(tap, x.dtype)
+                total = term if total is None else total + term
+            x = total
+        return x
+    kernel = np.tile(np.outer(f, f)[:, :, None, None], (1, 1, int(x.shape[-1]), 1))
+    kernel = ops.cast(kernel.astype(np.float32), x.dtype)
+    if before == after:
+        return ops.depthwise_conv(x, kernel, padding="same")
+    return ops.depthwise_conv(ops.pad(x, ((0, 0), (before, after), (before, after), (0, 0))), kernel)
+
+
 def bias_add(x: Any, bias: Any) -> Any:
     """``x + bias``, bias (C,) over the last axis of x (same dtype).
 

@@ -238,11 +238,10 @@ def _conv_kernel(params: Mapping[str, Tensor], layer: int, up: bool, fused: bool
     return w
 
 
-def _blur_kernel(config: GeneratorConfig, channels: int) -> np.ndarray:
-    f = np.asarray(config.blur_filter, np.float32)
-    f = np.outer(f, f)
-    f /= f.sum()
-    return np.tile(f[:, :, None, None], (1, 1, channels, 1))  # (k, k, C, 1)
+def _blur_taps(config: GeneratorConfig) -> tuple[float, ...]:
+    """The blur's 1-D taps, normalised so that their outer product sums to 1 (official blur2d)."""
+    f = np.asarray(config.blur_filter, np.float64)
+    return tuple(float(v) for v in f / f.sum())
 
 
 def prepare_synthesis(
@@ -267,8 +266,6 @@ def prepare_synthesis(
             up = layer % 2 == 0
             kernel = _conv_kernel(params, layer, up, up and config.fused(layer // 2 + 2))
             prep[f"{p}.kernel"] = ops.cast(kernel, dt)
-            if up and config.blur_filter is not None:
-                prep[f"{p}.blur"] = ops.cast(_blur_kernel(config, ch), dt)
         prep[f"{p}.bias"] = ops.cast(params[f"{src}.bias"], acc)  # (ch,)
         if config.use_noise:
             if f"{src}.noise" in params:  # absent where the caller always gives noises (training)
@@ -308,8 +305,8 @@ def synthesis_prepared(
             x = ops.conv(x, kernel, padding="same")
         else:
             x = ops.conv_transpose(x, kernel, strides=2, padding="same")
-            if f"{p}.blur" in prep:
-                x = ops.depthwise_conv(x, prep[f"{p}.blur"], padding="same")
+            if config.blur_filter is not None:
+                x = backend.blur(x, _blur_taps(config))
         # the epilogue casts its output for the next convolution (ToRGB takes acc)
         x = _epilogue(prep, config, layer, x, w, noises, acc, acc if layer == last else dt)
     return backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
