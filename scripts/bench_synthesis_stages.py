@@ -2,16 +2,16 @@
 
 Builds the full FFHQ architecture with random weights and times, at every layer, on inputs
 of that layer's shape and dtype, each piece compiled alone (backend.jit) and run
-``--repeats`` times (the minimum is kept): the convolution (3x3 with its bias, or the
-stride-2 transposed conv that upsamples), the blur (with the bias of its layer), the
-bf16 <-> float32 casts, noise + leaky ReLU, the instance norm and style
-(``network._adain``), the style dense layer, ToRGB, and the whole render through the
-Generator for comparison with the sum. Alternatives are timed beside them (unless
-``--no-alternatives``): nearest upsampling (``ops.repeat`` twice) + 3x3 conv; the 3x3 conv
-with the noise as one more input channel and bias + leaky ReLU fused into it; the
-instance-norm statistics of the previous version (two-stage sums corrected by their
-residual, with the plain mean for the gradient) and a one-pass float32 mean; and the
-per-render kernel preparation the renderer now does once (``prepare_synthesis``).
+``--repeats`` times (the minimum is kept): the convolution (3x3, or the stride-2 transposed
+conv that upsamples), the blur (``backend.blur``), the layer epilogue as the render runs it
+(noise, bias, leaky ReLU, instance norm, style, fused: ``network._fused_epilogue``), the
+style dense layer, ToRGB, and the whole render through the Generator for comparison with the
+sum. Alternatives are timed beside them (unless ``--no-alternatives``): the epilogue op by op
+(noise + leaky ReLU, then ``network._adain``); nearest upsampling (``ops.repeat`` twice) + 3x3
+conv, and the same as a 2x2 conv to four phases, interleaved; the 3x3 conv with the noise as
+one more input channel; the instance-norm statistics of an earlier version and a one-pass
+float32 mean; and the per-render kernel preparation the renderer does once
+(``prepare_synthesis``).
 
 Prints one JSON object with the load average at start and end.
 
@@ -164,11 +164,7 @@ def run(
             if layer % 2:
                 x = rand((batch, res, res, c.layer_channels(layer - 1)), dt)
                 b = prep[f"layer{layer}.bias"]
-
-                def conv_bias(x: Any, k: Any, b: Any) -> Any:
-                    return backend.bias_add(ops.conv(x, k, padding="same"), ops.cast(b, x.dtype))
-
-                put("conv3x3_bias", res, best(conv_bias, x, k, b))
+                put("conv3x3", res, best(lambda x, k: ops.conv(x, k, padding="same"), x, k))
                 if alternatives:
                     k1 = ops.concatenate([k, ops.zeros((3, 3, 1, ch), k.dtype)], axis=2)
                     noise = prep[f"layer{layer}.noise"]
@@ -195,31 +191,34 @@ def run(
                     put("alt_upsample_repeat_conv", res, best(repeat_conv, x, k3))
                     k2 = _phase_kernel(k3)
                     put("alt_upsample_pixel_shuffle", res, best(_pixel_shuffle_upsample_conv, x, k2))
-                if f"layer{layer}.blur" in prep:
+                if c.blur_filter is not None:
                     y = rand((batch, res, res, ch), dt)
-                    blur = prep[f"layer{layer}.blur"]
-                    b = prep[f"layer{layer}.bias"]
-
-                    def blur_bias(y: Any, f: Any, b: Any) -> Any:
-                        return backend.bias_add(
-                            ops.depthwise_conv(y, f, padding="same"), ops.cast(b, y.dtype)
-                        )
-
-                    put("blur_bias", res, best(blur_bias, y, blur, b))
+                    taps = network._blur_taps(c)
+                    put("blur", res, best(lambda y, taps=taps: backend.blur(y, taps), y))
         if "epilogue" in pieces:
             y = rand((batch, res, res, ch), dt if layer > 0 else acc)
-            if dt != acc and layer > 0:
-                put("cast_to_float32", res, best(lambda y: ops.cast(y, acc), y))
-                put("cast_to_compute", res, best(lambda t: ops.cast(t, dt), rand((batch, res, res, ch), acc)))
             y32 = rand((batch, res, res, ch), acc)
+            style = rand((batch, 1, 1, 2 * ch), acc)
+            out_dt = acc if layer == c.num_layers - 1 else dt
+
+            def fused(y: Any, s: Any, p: Any, layer: int = layer, out_dt: str = out_dt) -> Any:
+                q = f"layer{layer}"
+                return network._fused_epilogue(
+                    y, p[f"{q}.noise"], p[f"{q}.noise_strength"], p[f"{q}.bias"], s, acc=acc, out_dtype=out_dt
+                )
+
+            put("epilogue_fused", res, best(fused, y, style, prep))
 
             def noise_lrelu(y: Any, p: Any, layer: int = layer) -> Any:
                 shift = p[f"layer{layer}.noise"] * p[f"layer{layer}.noise_strength"]
                 return ops.leaky_relu(y + shift, negative_slope=0.2)
 
-            put("noise_lrelu", res, best(noise_lrelu, y32, prep))
-            style = rand((batch, 1, 1, 2 * ch), acc)
-            put("instance_norm_style", res, best(lambda t, s, ch=ch: network._adain(t, s, ch), y32, style))
+            put("alt_unfused_noise_lrelu", res, best(noise_lrelu, y32, prep))
+            put(
+                "alt_unfused_instance_norm_style",
+                res,
+                best(lambda t, s, ch=ch: network._adain(t, s, ch)[0], y32, style),
+            )
 
             def style_dense(w: Any, p: Any, layer: int = layer) -> Any:
                 style = ops.matmul(w[:, layer], p[f"layer{layer}.style.weight"])
