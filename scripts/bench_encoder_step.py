@@ -71,9 +71,7 @@ def main() -> None:
     from babygan.encoder.step import make_adam_step, make_loss
     from babygan.stylegan import network, random_generator
 
-    G = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=0).with_precision(
-        args.precision
-    )
+    G = random_generator(resolution=1024, fmap_base=8192, fmap_max=512, seed=0).with_precision(args.precision)
     n, size, dtype = args.batch, 256, G.compute_dtype
     rng = np.random.default_rng(0)
     w = ops.convert_to_tensor(np.tile(G.dlatent_avg, (n, G.num_layers, 1)).astype(np.float32))
