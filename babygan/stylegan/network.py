@@ -178,19 +178,6 @@ def _epilogue_param_grads(
     return d_y, d_noise, d_strength, ops.sum(d_u, axis=(0, 1, 2)), d_style
 
 
-def _epilogue_math(
-    y: Tensor,
-    noise: Tensor | None,
-    strength: Tensor | None,
-    bias: Tensor,
-    style: Tensor,
-    acc: str,
-    out_dtype: str,
-) -> Tensor:
-    """:func:`_epilogue_forward`'s output alone (what autodiff differentiates, unfused)."""
-    return _epilogue_forward(y, noise, strength, bias, style, acc, out_dtype)[0]
-
-
 # A dozen passes over the largest activations when run op by op, forward and three times that
 # backward; fused, about three each way. Under TensorFlow this is the render's largest cost
 # (scripts/bench_synthesis_stages.py) and most of the encoder's (scripts/bench_encoder_step.py).
@@ -210,7 +197,7 @@ def _epilogue(
     out_dtype: str,
 ) -> Tensor:
     """Layer ``layer``'s epilogue on its convolution's output y: gathers its noise, bias and
-    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_math` fused."""
+    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_forward` fused."""
     p = f"layer{layer}"
     noise = strength = None
     if config.use_noise:
