@@ -2,11 +2,12 @@
 """Encoder schedules (iterations, learning rate, decay) by self-inversion on the reference generator.
 
     python scripts/bench_encoder_schedules.py                     # pbaylies' 100 at 0.25 vs the default
+    python scripts/bench_encoder_schedules.py --drawn 20 --seed 5  # 24 targets
     python scripts/bench_encoder_schedules.py --configs '[{"iterations": 30, "lr": 0.05}]'
 
 The targets are the 128 px reference generator's (../shared/reference/stylegan-ref-128.pkl)
-renders of its four reference dlatents and of four more drawn at psi 1, so a perfect encoder
-reaches each exactly. Each configuration overrides fields of ``EncoderSettings`` (VGG16 +
+renders of its four reference dlatents and of ``--drawn`` more drawn at psi 1 (``--seed``;
+``--no-reference``: the drawn ones only), so a perfect encoder reaches each exactly. Each configuration overrides fields of ``EncoderSettings`` (VGG16 +
 pixel + MS-SSIM + L1, from dlatent_avg, fp32); PSNR (peak 255, on the uint8 images a user
 sees) of the re-render against its target, per image and on average. Without the registry's
 VGG16 file (no network here) a randomly initialised VGG16 in the same layout stands in, as in
@@ -33,6 +34,9 @@ DEFAULT_CONFIGS = [{"iterations": 100, "lr": 0.25, "decay_rate": 0.9}, {}]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=json.dumps(DEFAULT_CONFIGS), help="JSON list of field overrides")
+    ap.add_argument("--drawn", type=int, default=4, help="targets drawn at psi 1 besides the reference ones")
+    ap.add_argument("--seed", type=int, default=5, help="seed of the drawn targets")
+    ap.add_argument("--no-reference", action="store_true", help="only drawn targets")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bench_encoder_options import SHARED, _psnr, _vgg16_file
@@ -51,8 +55,9 @@ def main() -> None:
     device = backend.start()
     G = load_generator(pkl, precision="fp32")
     ref = np.load(SHARED / "reference" / "stylegan-ref-128.npz")
-    drawn = G.mapping(np.random.RandomState(5).randn(4, G.z_dim), truncation_psi=1.0)
-    targets = to_uint8(G.synthesis(np.concatenate([ref["synth_w"], drawn])))  # uint8 (8, 128, 128, 3)
+    drawn = G.mapping(np.random.RandomState(args.seed).randn(args.drawn, G.z_dim), truncation_psi=1.0)
+    w = drawn if args.no_reference else np.concatenate([ref["synth_w"], drawn])
+    targets = to_uint8(G.synthesis(w))  # uint8 (N, 128, 128, 3)
     vgg, vgg_note = _vgg16_file()
     base = EncoderSettings(perceptual="vgg16", vgg16_weights=vgg, init="dlatent_avg", precision="fp32")
     runs = []
@@ -79,7 +84,8 @@ def main() -> None:
             {
                 "device": device,
                 "generator": f"{pkl.name}: {G.resolution} px, random weights",
-                "targets": "its renders of the 4 reference dlatents + 4 drawn at psi 1 (seed 5)",
+                "targets": f"its renders of {'no' if args.no_reference else 'the 4'} reference dlatents "
+                f"+ {args.drawn} drawn at psi 1 (seed {args.seed})",
                 "vgg16": vgg_note,
                 "load_average_start": load_start,
                 "runs": runs,
