@@ -7,7 +7,8 @@
 
 The targets are the 128 px reference generator's (../shared/reference/stylegan-ref-128.pkl)
 renders of its four reference dlatents and of ``--drawn`` more drawn at psi 1 (``--seed``;
-``--no-reference``: the drawn ones only), so a perfect encoder reaches each exactly. Each configuration overrides fields of ``EncoderSettings`` (VGG16 +
+``--no-reference``: the drawn ones only), so a perfect encoder reaches each exactly.
+Each configuration overrides fields of ``EncoderSettings`` (VGG16 +
 pixel + MS-SSIM + L1, from dlatent_avg, fp32); PSNR (peak 255, on the uint8 images a user
 sees) of the re-render against its target, per image and on average. Without the registry's
 VGG16 file (no network here) a randomly initialised VGG16 in the same layout stands in, as in
