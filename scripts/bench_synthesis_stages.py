@@ -2,16 +2,16 @@
 
 Builds the full FFHQ architecture with random weights and times, at every layer, on inputs
 of that layer's shape and dtype, each piece compiled alone (backend.jit) and run
-``--repeats`` times (the minimum is kept): the convolution (3x3, or the stride-2 transposed
-conv that upsamples), the blur (``backend.blur``), the layer epilogue as the render runs it
+``--repeats`` times (the minimum is kept): the convolution (3x3, or the upsampling,
+``backend.upsample_conv``), the blur (``backend.blur``), the layer epilogue as the render runs it
 (noise, bias, leaky ReLU, instance norm, style, fused: ``network._fused_epilogue``), the
 style dense layer, ToRGB, and the whole render through the Generator for comparison with the
-sum. Alternatives are timed beside them (unless ``--no-alternatives``): the epilogue op by op
-(noise + leaky ReLU, then ``network._adain``); nearest upsampling (``ops.repeat`` twice) + 3x3
-conv, and the same as a 2x2 conv to four phases, interleaved; the 3x3 conv with the noise as
-one more input channel; the instance-norm statistics of an earlier version and a one-pass
-float32 mean; and the per-render kernel preparation the renderer does once
-(``prepare_synthesis``).
+sum. Alternatives are timed beside them (unless ``--no-alternatives``): the epilogue op by
+op (noise + leaky ReLU, then ``network._adain``); ``conv_transpose`` itself; nearest
+upsampling (``ops.repeat`` twice) + 3x3 conv, and the same as a 2x2 conv to four phases,
+interleaved; the 3x3 conv with the noise as one more input channel; the instance-norm
+statistics of an earlier version and a one-pass float32 mean; and the per-render kernel
+preparation the renderer does once (``prepare_synthesis``).
 
 Prints one JSON object with the load average at start and end.
 
@@ -179,9 +179,10 @@ def run(
                     )
             else:
                 x = rand((batch, res // 2, res // 2, c.layer_channels(layer - 1)), dt)
-                up = best(lambda x, k: ops.conv_transpose(x, k, 2, "same"), x, k)
-                put("upsample_conv_transpose", res, up)
+                put("upsample", res, best(backend.upsample_conv, x, k))
                 if alternatives:
+                    up = best(lambda x, k: ops.conv_transpose(x, k, 2, "same"), x, k)
+                    put("alt_upsample_conv_transpose", res, up)
                     k3 = ops.cast(rand((3, 3, c.layer_channels(layer - 1), ch), "float32"), dt)
 
                     def repeat_conv(x: Any, k3: Any) -> Any:

@@ -54,6 +54,45 @@ def test_parity_and_encoder_tests_pass_under_jax():
     assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1], tail
 
 
+_JAX_CPU_FORMS = """
+import numpy as np
+from keras import ops
+from babygan import backend
+assert backend.name() == "jax"
+rng = np.random.default_rng(0)
+worst = 0.0
+for h, w in ((8, 8), (7, 5)):
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    k = rng.standard_normal((4, 4, 4, 3)).astype(np.float32)
+    ref = ops.convert_to_numpy(ops.conv_transpose(x, k, strides=2, padding="same"))
+    got = ops.convert_to_numpy(backend.upsample_conv(x, k))
+    assert got.shape == ref.shape == (2, 2 * h, 2 * w, 4)
+    worst = max(worst, float(np.abs(got - ref).max()))
+    for taps in ((1.0, 2.0, 1.0), (1.0, 3.0, 3.0, 1.0)):
+        f = np.asarray(taps) / np.sum(taps)
+        kern = np.tile(np.outer(f, f)[:, :, None, None], (1, 1, 3, 1)).astype(np.float32)
+        before, after = (len(f) - 1) // 2, len(f) // 2
+        padded = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+        ref = ops.convert_to_numpy(ops.depthwise_conv(padded, kern, padding="valid"))
+        got = ops.convert_to_numpy(backend.blur(x, tuple(f)))
+        assert got.shape == ref.shape == x.shape
+        worst = max(worst, float(np.abs(got - ref).max()))
+print("worst", worst)
+assert worst < 1e-5
+"""
+
+
+@needs_jax
+def test_jax_cpu_forms_of_blur_and_upsampling_equal_the_convolutions():
+    """Under JAX on a CPU, backend.blur (shifted sums) and backend.upsample_conv (four phases of
+    a 2x2 conv) replace XLA's slow depthwise and transposed convolutions: same numbers."""
+    run = subprocess.run(
+        [sys.executable, "-c", _JAX_CPU_FORMS], cwd=REPO, env=_jax_env(), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "worst" in run.stdout
+
+
 @needs_jax
 @pytest.mark.slow
 def test_trainers_learn_under_jax():

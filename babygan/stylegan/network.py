@@ -291,7 +291,7 @@ def synthesis_prepared(
         if layer % 2:
             x = ops.conv(x, kernel, padding="same")
         else:
-            x = ops.conv_transpose(x, kernel, strides=2, padding="same")
+            x = backend.upsample_conv(x, kernel)
             if config.blur_filter is not None:
                 x = backend.blur(x, _blur_taps(config))
         # the epilogue casts its output for the next convolution (ToRGB takes acc)
