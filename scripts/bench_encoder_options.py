@@ -82,6 +82,21 @@ def _psnr(a, b, weight=None) -> float:
     return round(float(10 * np.log10(255.0**2 / mse)), 2)
 
 
+def load_reference():
+    """(pickle path, its Generator in fp32, the reference arrays, the device line) of the 128 px
+    reference generator in ../shared; exits with one line when it is absent."""
+    import numpy as np
+
+    from babygan import backend
+    from babygan.stylegan import load_generator
+
+    pkl = SHARED / "reference" / "stylegan-ref-128.pkl"
+    if not pkl.is_file():
+        sys.exit(f"{pkl}: the reference generator is absent (it lives in ../shared beside the checkout)")
+    device = backend.start()
+    return pkl, load_generator(pkl, precision="fp32"), np.load(pkl.with_suffix(".npz")), device
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,20 +107,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    pkl = SHARED / "reference" / "stylegan-ref-128.pkl"
-    if not pkl.is_file():
-        sys.exit(f"{pkl}: the reference generator is absent (it lives in ../shared beside the checkout)")
     load_start = [round(x, 2) for x in os.getloadavg()]
-
     import numpy as np
 
-    from babygan import backend
     from babygan.encoder import Encoder, EncoderSettings
-    from babygan.stylegan import load_generator, to_uint8
+    from babygan.stylegan import to_uint8
 
-    device = backend.start()
-    G = load_generator(pkl, precision="fp32")
-    ref = np.load(SHARED / "reference" / "stylegan-ref-128.npz")
+    pkl, G, ref, device = load_reference()
     targets = to_uint8(G.synthesis(ref["dlatents"][: args.images]))  # uint8 (N, 128, 128, 3)
     vgg, vgg_note = _vgg16_file()
     base = EncoderSettings(

@@ -40,22 +40,15 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="only drawn targets")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bench_encoder_options import SHARED, _psnr, _vgg16_file
+    from bench_encoder_options import _psnr, _vgg16_file, load_reference
 
-    pkl = SHARED / "reference" / "stylegan-ref-128.pkl"
-    if not pkl.is_file():
-        sys.exit(f"{pkl}: the reference generator is absent (it lives in ../shared beside the checkout)")
     load_start = [round(x, 2) for x in os.getloadavg()]
-
     import numpy as np
 
-    from babygan import backend
     from babygan.encoder import Encoder, EncoderSettings
-    from babygan.stylegan import load_generator, to_uint8
+    from babygan.stylegan import to_uint8
 
-    device = backend.start()
-    G = load_generator(pkl, precision="fp32")
-    ref = np.load(SHARED / "reference" / "stylegan-ref-128.npz")
+    pkl, G, ref, device = load_reference()
     drawn = G.mapping(np.random.RandomState(args.seed).randn(args.drawn, G.z_dim), truncation_psi=1.0)
     w = drawn if args.no_reference else np.concatenate([ref["synth_w"], drawn])
     targets = to_uint8(G.synthesis(w))  # uint8 (N, 128, 128, 3)

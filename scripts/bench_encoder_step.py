@@ -24,12 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_predict import _random_vgg16
 
 
 def _best(fn: Any, args: tuple, repeats: int) -> float:
@@ -59,10 +63,8 @@ def main() -> None:
     args = ap.parse_args()
     start_load = [round(x, 2) for x in os.getloadavg()]
 
-    import h5py
     import keras
     from keras import ops
-    from keras.src.legacy.saving import legacy_h5_format
 
     from babygan import backend
     from babygan.encoder import EncoderSettings
@@ -81,10 +83,7 @@ def main() -> None:
     mask = ops.ones((n, size, size, 1))
 
     keras.utils.set_random_seed(0)
-    vgg_file = Path(tempfile.mkdtemp()) / "random_vgg16_notop.h5"
-    with h5py.File(vgg_file, "w") as f:
-        random_vgg = keras.applications.VGG16(include_top=False, weights=None)
-        legacy_h5_format.save_weights_to_hdf5_group(f, random_vgg)
+    vgg_file = _random_vgg16(Path(tempfile.mkdtemp()) / "random_vgg16_notop.h5")
     vgg = vgg16_features(vgg_file, size, precision=args.precision)
     target_feat = ops.cast(vgg(caffe_preprocess(target), training=False), "float32")
 
