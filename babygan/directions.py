@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from babygan import latent, models
+from babygan.aging import AgeCalibration
 from babygan.errors import ModelFileError
 
 Source = Literal["folder", "model", "registry"]
@@ -81,6 +82,14 @@ class LatentDirections:
         self.shape = shape
         self.offline = offline
         self._loaded: dict[str, tuple[np.ndarray, dict[str, str]]] = {}
+        self._calibration: tuple[AgeCalibration | None] | None = None  # read once
+
+    def age_calibration(self) -> AgeCalibration | None:
+        """Years <-> coefficient measured on the age direction, kept beside it in the folder
+        (``age_calibration.json``); None where there is none (the registry's BabyGAN files)."""
+        if self._calibration is None:
+            self._calibration = (None if self.folder is None else AgeCalibration.load(self.folder),)
+        return self._calibration[0]
 
     def names(self) -> list[str] | None:
         """The directions a folder holds; None for the registry's (fetched by name when used)."""

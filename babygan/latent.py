@@ -188,6 +188,9 @@ class Age:
 
     value: float
     in_years: bool = True
+    #: the coefficient of an age in years on the model that runs (its calibration, see
+    #: babygan/aging.py), once a session has resolved it; None: BabyGAN's ``6 - years / 5``
+    calibrated: float | None = None
 
     @classmethod
     def years(cls, years: float) -> Age:
@@ -197,9 +200,15 @@ class Age:
     def coeff(cls, coeff: float) -> Age:
         return cls(float(coeff), False)
 
+    def with_coefficient(self, coeff: float) -> Age:
+        """This age in years with its coefficient measured on a model (raw coefficients stay)."""
+        return Age(self.value, True, float(coeff)) if self.in_years else self
+
     @property
     def coefficient(self) -> float:
-        return age_to_coeff(self.value) if self.in_years else self.value
+        if not self.in_years:
+            return self.value
+        return age_to_coeff(self.value) if self.calibrated is None else self.calibrated
 
     def to_json(self) -> dict[str, Any]:
         """``{"age": years or None, "age_coeff": the coefficient}``."""

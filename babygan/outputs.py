@@ -96,6 +96,7 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
             },
             "resemblance": child.resemblance,
             "estimate": child.estimate,
+            "aging": child.aging,
             "outputs": paths,
         }
         render.save_png(paths["image"], child.image, record)

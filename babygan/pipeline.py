@@ -22,6 +22,7 @@ from typing import Any, Protocol, Self
 import numpy as np
 
 from babygan import latent
+from babygan.aging import AgingSettings
 from babygan.errors import BabyganError
 from babygan.latent import Age
 from babygan.render import resize
@@ -36,6 +37,7 @@ __all__ = [
     "PredictResult",
     "Session",
     "SweepResult",
+    "age_children",
     "age_sweep",
     "blend_and_edit",
     "child_dlatents",
@@ -65,6 +67,8 @@ class EditOptions:
     size: int | None = None  # side of the written images; None: the model's, at least SHOWN_MIN
     face_father: int | None = None
     face_mother: int | None = None
+    #: how an age in years is reached (babygan/aging.py); steps=0: the calibrated direction alone
+    aging: AgingSettings = AgingSettings()
 
     def __post_init__(self) -> None:
         latent.mother_weights(1, self.genes, self.style)  # validates genes and style
@@ -84,6 +88,7 @@ class EditOptions:
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["shifts"] = dict(self.shifts)
+        d["aging"] = dataclasses.asdict(self.aging)
         return d
 
 
@@ -164,6 +169,7 @@ class Child:
     crossover: list[str] | None  # per layer "father" / "mother" for siblings, None for a blend
     resemblance: dict[str, Any] | None = None  # Session.resemblance, with options.resemblance
     estimate: dict[str, Any] | None = None  # Session.estimate: apparent age and gender, with options.estimate
+    aging: dict[str, Any] | None = None  # how the age was reached (age_children), for the record
 
 
 @dataclass
@@ -177,14 +183,15 @@ class PredictResult:
 
 
 def child_dlatents(
-    father: np.ndarray, mother: np.ndarray, options: ChildOptions, directions: Directions
+    father: np.ndarray, mother: np.ndarray, options: ChildOptions, directions: Directions, *, age: bool = True
 ) -> list[tuple[str, np.ndarray, int | None, list[str] | None]]:
     """The children's dlatents: ``[(name, (L, w_dim) float32, noise seed | None, crossover | None)]``.
 
     One child: the parents' blend (style and genes). Siblings (children > 1): each a random
     per-layer crossover weighted by genes, with its own noise seed, all drawn from ``seed``.
+    ``age=False``: the same children before the age edit (what aging holds their likeness to).
     """
-    coeff = options.age.coefficient
+    coeff = options.age.coefficient if age else 0.0
     if options.children == 1:
         return [("child", blend_and_edit(father, mother, options, directions, coeff), None, None)]
     out: list[tuple[str, np.ndarray, int | None, list[str] | None]] = []
@@ -196,6 +203,38 @@ def child_dlatents(
         w = blend_and_edit(father, mother, options, directions, coeff, mask)
         out.append((f"child_{i:02d}", w, noise_seed, ["mother" if m else "father" for m in mask]))
     return out
+
+
+def age_children(
+    session: Session,
+    starts: np.ndarray,
+    blends: np.ndarray,
+    ages: Sequence[Age],
+    options: EditOptions,
+    anchors: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Faces moved to ages in years keep their likeness: ``starts`` (N, L, w_dim), the blends
+    ``blends`` (N, L, w_dim) moved along the age direction by each age's coefficient, are
+    refined by the session's AgeEditor (babygan/aging.py). Raw coefficients, ``aging.steps=0``
+    or no attribute network leave them as they are. Returns (dlatents (N, L, w_dim) float32,
+    per face what was done, for the records)."""
+    starts = np.asarray(starts, np.float32)
+    records: list[dict[str, Any]] = [
+        {"method": "direction", "coefficient": a.coefficient, "calibrated": a.calibrated is not None}
+        for a in ages
+    ]
+    todo = [i for i, a in enumerate(ages) if a.in_years]
+    if not todo or options.aging.steps == 0 or session.ager is None:
+        return starts, records
+    refined, read = session.ager.edit(
+        starts[todo], np.asarray(blends, np.float32)[todo], [ages[i].value for i in todo],
+        options.aging, options.layers, anchors=anchors,
+    )  # fmt: skip
+    out = starts.copy()
+    out[todo] = refined
+    for j, i in enumerate(todo):
+        records[i].update(method="likeness-held", steps=options.aging.steps, read_age=round(float(read[j]), 2))
+    return out, records
 
 
 def predict(
@@ -210,13 +249,20 @@ def predict(
     session = session or Session()
     directions = session.directions
     _load_directions(options, directions)
+    options = options.with_overrides(age=session.resolve_age(options.age))
     dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
     size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
+    made = child_dlatents(dad.dlatents, mum.dlatents, options, directions)
+    blends = child_dlatents(dad.dlatents, mum.dlatents, options, directions, age=False)
+    aged, agings = age_children(
+        session, np.stack([m[1] for m in made]), np.stack([b[1] for b in blends]),
+        [options.age] * len(made), options,
+    )  # fmt: skip
     children, images = [], []
-    for name, w, noise_seed, layers in child_dlatents(dad.dlatents, mum.dlatents, options, directions):
+    for (name, _, noise_seed, layers), w, aging in zip(made, aged, agings, strict=True):
         noise = "const" if noise_seed is None else "random"
         image = session.synthesize(w[None], noise=noise, seed=noise_seed)[0]
-        child = Child(name, w, resize(image, size), noise, noise_seed, layers)
+        child = Child(name, w, resize(image, size), noise, noise_seed, layers, aging=aging)
         if options.resemblance:
             child.resemblance = session.resemblance(image, dad, mum)
         children.append(child)
@@ -277,10 +323,18 @@ def age_sweep(
         raise BabyganError("age sweep: no frames")
     directions = session.directions
     _load_directions(options, directions)
+    steps = [session.resolve_age(a) for a in steps]
     dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
     w = np.stack(
         [blend_and_edit(dad.dlatents, mum.dlatents, options, directions, a.coefficient) for a in steps]
     )
+    blend = blend_and_edit(dad.dlatents, mum.dlatents, options, directions, 0.0)
+    anchors = None
+    if session.ager is not None and options.aging.steps and any(a.in_years for a in steps):
+        # every frame is held to the one blend: one child growing up
+        one = session.ager.anchors(blend[None])
+        anchors = {k: np.repeat(v, sum(a.in_years for a in steps), axis=0) for k, v in one.items()}
+    w, _ = age_children(session, w, np.repeat(blend[None], len(w), axis=0), steps, options, anchors)
     size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
     frames: list[np.ndarray] = []
     for start in range(0, len(w), batch):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from babygan import align, attributes, models
+from babygan.aging import AgeEditor
 from babygan import resemblance as rs
 from babygan.align import Crop
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
@@ -32,6 +33,7 @@ from babygan.encoder import Encoder
 from babygan.encoder.mask import aligned_landmarks, composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
+from babygan.latent import Age
 from babygan.model_choice import choose_model, is_builtin
 from babygan.photo import load_photo
 from babygan.render import resize
@@ -132,6 +134,7 @@ class Session:
         self._describer: rs.FaceDescriber | None = None
         self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
         self._attributes: attributes.AttributeModel | str | None = None  # str: why it is not available
+        self._ager: AgeEditor | None = None
 
     # -- generator and directions ----------------------------------------------
 
@@ -347,24 +350,54 @@ class Session:
             descs.append(self._descriptors[key])
         return rs.resemblance(self._describer, child, descs[0], descs[1])
 
-    def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """The attribute network's age and gender of each face (uint8 (S, S, 3), cropped as the
-        generator's faces): ``{"age", "p_female", "gender", "attribute_model", "face_crop"}`` each,
-        or ``{"unavailable": why}`` each when the network is not installed (said once)."""
+    def _attribute_model(self) -> attributes.AttributeModel | str:
+        """The attribute network, loaded once; or why it is not available (said once)."""
         if self._attributes is None:
             try:
                 self._attributes = attributes.AttributeModel.load(attributes.builtin_path())
             except (ImportError, BabyganError) as exc:
                 log.warning("no age/gender estimate in the records: %s", exc)
                 self._attributes = str(exc)
-        model = self._attributes
+        return self._attributes
+
+    def _attribute_crop(self, model: attributes.AttributeModel) -> Crop:
+        """The crop the attribute network reads (the built-in model's when its JSON records
+        none), never wider than the generator's."""
+        ours, theirs = self.crop, model.crop or Crop(scale=CROP_SCALE)
+        return theirs if theirs.scale < ours.scale else ours
+
+    # -- ages -------------------------------------------------------------------
+
+    def resolve_age(self, age: Age) -> Age:
+        """``age`` with the coefficient it has on this model: years through the model's age
+        calibration (babygan/aging.py) where its directions have one; raw coefficients as given."""
+        calibration = self.directions.age_calibration()
+        if not age.in_years or calibration is None:
+            return age
+        return age.with_coefficient(calibration.coefficient(age.value))
+
+    @property
+    def ager(self) -> AgeEditor | None:
+        """What ages a blend while holding its likeness (generator, attribute network and dlib's
+        descriptor network, built once); None when the attribute network is not available."""
+        if self._ager is None:
+            model = self._attribute_model()
+            if isinstance(model, str):
+                return None
+            ratio = self._attribute_crop(model).scale / self.crop.scale
+            self._ager = AgeEditor(self.generator, model, crop_ratio=ratio, precision=self.precision)
+        return self._ager
+
+    def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """The attribute network's age and gender of each face (uint8 (S, S, 3), cropped as the
+        generator's faces): ``{"age", "p_female", "gender", "attribute_model", "face_crop"}`` each,
+        or ``{"unavailable": why}`` each when the network is not installed (said once)."""
+        model = self._attribute_model()
         if isinstance(model, str):
             return [{"unavailable": model} for _ in images]
         ours = self.crop
-        # the network's crop (the built-in model's when its JSON records none), never wider than ours
-        theirs = model.crop or Crop(scale=CROP_SCALE)
-        given = theirs if theirs.scale < ours.scale else ours
-        faces = np.stack([resize(ours.inner(im, theirs), model.input_size) for im in images])
+        given = self._attribute_crop(model)
+        faces = np.stack([resize(ours.inner(im, given), model.input_size) for im in images])
         ages, p_female = model.predict(faces)
         return [
             {

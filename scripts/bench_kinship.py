@@ -1,0 +1,174 @@
+"""Family likeness on real parent-child pairs: does the predicted child look like *this* family's child?
+
+KinFaceW-II (``../shared/datasets/kinfacew2.tar``; research use only, never trained on): per
+pair, a child is predicted from the pair's parent and a spouse drawn (fixed by --seed) from
+the other relations' parents of the other sex, and scored by the rank of the true child
+among the relation's other children by dlib's descriptor (babygan/kinship.py; 0.5 chance,
+1.0 always nearest), beside the parent's own photo as the baseline. Rows: the parent's photo,
+the blend with no age edit, the child at the default age, and the child at the true child's
+age (as the attribute network reads the child's photo). Also the spread of the predicted
+children (mean pairwise descriptor distance) against the real children's, and how far one
+child moves between 5 and 20 years in an age sweep.
+
+    python scripts/bench_kinship.py                      # all 1,000 pairs, the built-in model
+    python scripts/bench_kinship.py --per-relation 50 --aging-steps 0 --out kin.json
+
+Prints the load average with the figures. Photos dlib cannot align (or describe) are counted
+and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from babygan import kinship, pipeline  # noqa: E402
+from babygan.aging import AgingSettings  # noqa: E402
+from babygan.errors import BabyganError  # noqa: E402
+from babygan.latent import Age  # noqa: E402
+
+ROWS = ("parent photo", "blend, no age edit", "child, default age", "child, true child's age")
+
+
+def _describe(describer, image: np.ndarray) -> np.ndarray:
+    from babygan.render import resize
+
+    d = describer.describe(resize(image, max(256, image.shape[0])))
+    return np.full(128, np.nan) if d.vector is None else d.vector
+
+
+def _photo(path: Path) -> np.ndarray:
+    from babygan.photo import load_photo
+
+    return load_photo(path)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from babygan import align
+    from babygan.resemblance import FaceDescriber
+    from babygan.session import Session
+
+    images = kinship.extract(args.archive, args.work)
+    pairs = kinship.read_pairs(images, args.per_relation)
+    spouses = kinship.spouses(pairs, args.seed)
+    session = Session(args.model, offline=True, progress=False, precision=args.precision)
+    aging = AgingSettings(**{k: v for k, v in (("steps", args.aging_steps), ("identity_weight", args.identity_weight), ("lr", args.aging_lr)) if v is not None})  # noqa: E501
+    describer = FaceDescriber()
+    res = int(session.generator.resolution)
+    n = len(pairs)
+    desc = {row: np.full((n, 128), np.nan) for row in ROWS}
+    real_child = np.full((n, 128), np.nan)
+    child_age = np.full(n, np.nan)
+    read = {row: np.full(n, np.nan) for row in ROWS[1:]}
+    sweep_dist = []
+    failed: dict[str, int] = {}
+    start = time.time()
+    for i, (pair, spouse) in enumerate(zip(pairs, spouses, strict=True)):
+        real_child[i] = _describe(describer, _photo(pair.child))
+        desc["parent photo"][i] = _describe(describer, _photo(pair.parent))
+        try:
+            aligned = align.align_photo(pair.child, output_size=res, crop_scale=session.crop.scale).image
+            est = session.estimate([aligned])[0]
+            child_age[i] = est.get("age", np.nan)
+        except BabyganError:
+            failed["child not aligned"] = failed.get("child not aligned", 0) + 1
+        dad, mum = (pair.parent, spouse) if pair.parent_role == "father" else (spouse, pair.parent)
+        ages = {
+            "blend, no age edit": Age.coeff(0.0),
+            "child, default age": pipeline.ChildOptions().age,
+            "child, true child's age": Age.years(float(child_age[i])) if np.isfinite(child_age[i]) else None,
+        }
+        for row, age in ages.items():
+            if age is None:
+                continue
+            opts = pipeline.ChildOptions(age=age, resemblance=False, aging=aging)
+            try:
+                result = pipeline.predict(dad, mum, opts, session)
+            except BabyganError as exc:
+                failed[str(exc).split(": ")[-1]] = failed.get(str(exc).split(": ")[-1], 0) + 1
+                break
+            child = result.children[0]
+            desc[row][i] = _describe(describer, child.image)
+            read[row][i] = (child.estimate or {}).get("age", np.nan)
+        if i < args.sweep_pairs and np.isfinite(desc["child, default age"][i]).all():
+            sweep = pipeline.age_sweep(dad, mum, pipeline.EditOptions(aging=aging), session, ages=[5.0, 20.0])
+            a, b = (_describe(describer, f) for f in sweep.frames)
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                sweep_dist.append(float(np.linalg.norm(a - b)))
+        if (i + 1) % 20 == 0 or i + 1 == n:
+            print(f"  {i + 1}/{n} pairs, {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+
+    relations = np.array([p.relation for p in pairs])
+    table: dict[str, dict[str, float]] = {}
+    for row in ROWS:
+        scores = np.full(n, np.nan)
+        for rel in kinship.RELATIONS:
+            sel = relations == rel
+            if sel.any():
+                scores[sel] = kinship.ranks(desc[row][sel], real_child[sel])
+        table[row] = {rel: float(np.nanmean(scores[relations == rel])) for rel in kinship.RELATIONS}
+        table[row]["overall"] = float(np.nanmean(scores))
+        table[row]["scored"] = int(np.isfinite(scores).sum())
+    real_spread = kinship.spread(real_child)
+    ok = np.isfinite(child_age)
+    return {
+        "pairs": n,
+        "per_relation": args.per_relation,
+        "seed": args.seed,
+        "model": session.model,
+        "precision": args.precision,
+        "aging": {"steps": aging.steps, "lr": aging.lr, "identity_weight": aging.identity_weight},
+        "rank": table,
+        "spread": {
+            "real children": real_spread,
+            **{row: kinship.spread(desc[row]) for row in ROWS[1:]},
+        },
+        "read_age": {
+            "child, default age": float(np.nanmean(read["child, default age"])),
+            "default age requested": pipeline.ChildOptions().age.value,
+            "true child's age: mean |read - requested|": float(
+                np.nanmean(np.abs(read["child, true child's age"][ok] - child_age[ok]))
+            ),
+        },
+        "sweep_5_vs_20_distance": {"pairs": len(sweep_dist), "mean": float(np.mean(sweep_dist)) if sweep_dist else None},
+        "failed": failed,
+        "seconds": round(time.time() - start, 1),
+        "load_average": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archive", default=str(ROOT.parent / "shared" / "datasets" / "kinfacew2.tar"))
+    ap.add_argument("--work", default=str(Path(os.environ.get("BABYGAN_HOME", Path.home() / ".cache" / "babygan")) / "datasets" / "kinfacew2"))  # noqa: E501
+    ap.add_argument("--per-relation", type=int, default=None, help="the first N pairs of each relation (default all 250)")
+    ap.add_argument("--seed", type=int, default=0, help="the spouse pairing")
+    ap.add_argument("--model", default="builtin")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--aging-steps", type=int, default=None, help="0: the calibrated direction alone")
+    ap.add_argument("--aging-lr", type=float, default=None)
+    ap.add_argument("--identity-weight", type=float, default=None)
+    ap.add_argument("--sweep-pairs", type=int, default=40, help="pairs whose 5 and 20 year frames are compared")
+    ap.add_argument("--out", help="write the figures as JSON here too")
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    report = run(args)
+    print(f"{'':28s}" + "".join(f"{r:>12s}" for r in (*kinship.RELATIONS, "overall")))
+    for row, scores in report["rank"].items():
+        print(f"{row:28s}" + "".join(f"{scores[r]:12.3f}" for r in (*kinship.RELATIONS, "overall")))
+    print(json.dumps({k: v for k, v in report.items() if k != "rank"}, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
