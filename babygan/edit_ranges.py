@@ -177,12 +177,15 @@ def _check(field: str, value: float, span: Span, **where: Any) -> None:
 #: every model, until it says otherwise (an age calibration of its own: issue 24)
 DEFAULT_RANGES = EditRanges()
 
-#: the built-in 64 px model with its own directions. Measured on the shipped file (obama.jpg +
-#: biden.jpg and five other pairs of ../shared/faces, genes 0.3 to 0.7, each child at 256 px):
-#: dlib finds a face up to age coefficient -6 (60 years; -7 and beyond lose it for most pairs,
-#: where the default 80 years, -10, is a smear) and +6 (0 years); along gender, up to +-5 at 0
-#: and 10 years (+-6 at 10 years; +-9 or +-10 lose it for some pairs). Gender's unit here is one
-#: standard deviation of the model's codes along it, so +-5 is already far past BabyGAN's +-2.
+#: the built-in 64 px model with its own directions. Measured on the shipped file with six pairs
+#: (obama.jpg + biden.jpg, four more from ../shared/faces, one with scikit-image's astronaut),
+#: each child at 256 px: at genes 0.5 dlib finds a face in every child from age coefficient +6
+#: (0 years) down to -6 (60 years), and loses it at -7 for most (80 years, -10, is a smear); some
+#: mother-heavy blends (genes 0.7) lose it from -5 already. Along gender, every pair at genes 0.3
+#: to 0.7 keeps its face at +-6 at 10 years, and four pairs at genes 0.5 at +-5 at 0 years (one
+#: loses it at -6 there; +-9 or +-10 lose it for some at either age).
+#: Gender's unit here is one standard deviation of the model's codes along it: +-5 is already far
+#: past BabyGAN's +-2.
 BUILTIN_RANGES = EditRanges(
     age=(0.0, 60.0),
     age_coeff=(-6.0, 6.0),
