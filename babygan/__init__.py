@@ -32,6 +32,8 @@ _PUBLIC = {
     "write_prediction": "babygan.outputs",
     "write_sweep": "babygan.outputs",
     "BabyganError": "babygan.errors",
+    "EditRanges": "babygan.edit_ranges",
+    "EditRangeError": "babygan.edit_ranges",
 }
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "ChildOptions",
     "Crop",
     "EditOptions",
+    "EditRangeError",
+    "EditRanges",
     "Parent",
     "PredictResult",
     "Session",
@@ -53,6 +57,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from babygan.align import Crop
+    from babygan.edit_ranges import EditRangeError, EditRanges
     from babygan.errors import BabyganError
     from babygan.latent import Age
     from babygan.outputs import write_prediction, write_sweep

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from babygan.atomic import write_text_atomic
+from babygan.edit_ranges import EditRangeError, EditRanges
 from babygan.errors import BabyganError
 from babygan.latent import Age
 from babygan.outputs import write_prediction
@@ -128,6 +129,20 @@ def _unique_name(name: str, used: set[str]) -> str:
     return f"{name}_{n}"
 
 
+def _check_row(csv_path: Path, row: BatchRow, ranges: EditRanges) -> None:
+    """The row's own numbers within the model's ranges, or an error naming the line and column."""
+    checks: dict[str, Callable[[float], None]] = {
+        "genes": ranges.check_genes,
+        "age": lambda years: ranges.check_age(Age.years(years)),
+        "gender_shift": lambda value: ranges.check_shift("gender", value),
+    }
+    for column, value in row.overrides.items():
+        try:
+            checks[column](value)
+        except EditRangeError as exc:
+            raise BabyganError(f"{csv_path.name} line {row.line}, column {column}: {exc.reason}") from exc
+
+
 def _row_options(base: ChildOptions, overrides: Mapping[str, float]) -> ChildOptions:
     changes: dict[str, Any] = {}
     if "genes" in overrides:
@@ -155,10 +170,13 @@ def run_batch(
     options = options or ChildOptions()
     session = session or Session()
     rows = read_pairs(csv_path)
+    ranges = session.edit_ranges
+    ranges.check(options)  # what every row starts from: refused before any row (the CLI names the option)
     out = Path(output_dir)
     for row in rows:
         if row.ok is None:
             try:
+                _check_row(Path(csv_path), row, ranges)
                 result = predict(row.father, row.mother, _row_options(options, row.overrides), session)
                 row.outputs = write_prediction(result, out / row.name)
                 row.resemblance = result.children[0].resemblance

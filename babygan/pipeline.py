@@ -21,7 +21,7 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
-from babygan import latent
+from babygan import edit_ranges, latent
 from babygan.aging import AgingSettings
 from babygan.errors import BabyganError
 from babygan.latent import Age
@@ -52,6 +52,7 @@ __all__ = [
 #: unless ``size`` says otherwise, so people can see them; records keep the model's resolution
 SHOWN_MIN = 256
 
+
 @dataclass(frozen=True)
 class EditOptions:
     """How the parents are mixed and edited, apart from the age (what an age sweep keeps fixed).
@@ -71,7 +72,12 @@ class EditOptions:
     aging: AgingSettings = AgingSettings()
 
     def __post_init__(self) -> None:
-        latent.mother_weights(1, self.genes, self.style)  # validates genes and style
+        # what no model changes: genes in 0..1, finite shifts (their range is the model's:
+        # predict and age_sweep check it against session.edit_ranges)
+        edit_ranges.DEFAULT_RANGES.check_genes(self.genes)
+        for name, value in self.shifts:
+            edit_ranges.require_finite("shift", value, direction=name)
+        latent.mother_weights(1, self.genes, self.style)  # validates style
         if self.size is not None and self.size < 1:
             raise BabyganError(f"size={self.size}: must be a positive number of pixels")
         if self.layers < 0:
@@ -106,8 +112,8 @@ class ChildOptions(EditOptions):
         super().__post_init__()
         if not isinstance(self.age, Age):  # a plain number is an age in years
             object.__setattr__(self, "age", Age.years(self.age))
-        if self.children < 1:
-            raise BabyganError(f"children={self.children}: must be at least 1")
+        edit_ranges.require_finite("age" if self.age.in_years else "age_coeff", self.age.value)
+        edit_ranges.DEFAULT_RANGES.check_children(self.children)
 
     def to_json(self) -> dict[str, Any]:
         d = super().to_json()
@@ -247,6 +253,7 @@ def predict(
     children (resemblance and estimated age/gender, as ``options`` asks)."""
     options = options or ChildOptions()
     session = session or Session()
+    session.edit_ranges.check(options)  # before the slow encode: nothing is made out of range
     directions = session.directions
     _load_directions(options, directions)
     options = options.with_overrides(age=session.resolve_age(options.age))
@@ -321,6 +328,7 @@ def age_sweep(
     steps = [a if isinstance(a, Age) else Age.years(a) for a in ages]
     if not steps:
         raise BabyganError("age sweep: no frames")
+    session.edit_ranges.check(options, steps)  # before the slow encode: nothing is made out of range
     directions = session.directions
     _load_directions(options, directions)
     steps = [session.resolve_age(a) for a in steps]

@@ -29,6 +29,7 @@ from babygan.aging import AgeEditor
 from babygan import resemblance as rs
 from babygan.align import Crop
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
+from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
 from babygan.encoder.mask import aligned_landmarks, composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
@@ -176,6 +177,14 @@ class Session:
         return (
             LatentDirections("registry", None, **kw) if own is None else LatentDirections("model", own, **kw)
         )
+
+    @property
+    def edit_ranges(self) -> EditRanges:
+        """The valid range of each edit for the model that runs (babygan/edit_ranges.py): the
+        built-in model's own with its own directions, else babygan's defaults (age 0..80 years)."""
+        if is_builtin(self.model) and self.directions_dir is None:
+            return BUILTIN_RANGES
+        return DEFAULT_RANGES
 
     @property
     def crop(self) -> Crop:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from pipeline_fixtures import FAST_ENCODER, make_photos, make_tiny_model
 
 from babygan import batch
 from babygan.cli import main
+from babygan.edit_ranges import DEFAULT_RANGES
 from babygan.errors import BabyganError
 
 
@@ -95,7 +97,8 @@ def test_read_pairs_names_are_unique(tmp_path):
 def test_bad_name_row_writes_nothing(tmp_path):
     csv = _csv(tmp_path / "pairs.csv", "father,mother,name\ndad.jpg,mum.jpg,..\n")
     out = tmp_path / "work" / "out"
-    rows = batch.run_batch(csv, out, session=object())  # the row fails before any model is used
+    session = SimpleNamespace(edit_ranges=DEFAULT_RANGES)  # the row fails before any model is used
+    rows = batch.run_batch(csv, out, session=session)  # type: ignore[arg-type]
     assert rows[0].ok is False and "line 2" in rows[0].error
     assert sorted(p.name for p in out.iterdir()) == ["batch.json"]
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["out"]

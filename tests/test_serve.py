@@ -85,9 +85,12 @@ def test_a_busy_port_is_a_one_line_error() -> None:
 
 
 def test_predict_parameters_are_checked(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from babygan.edit_ranges import DEFAULT_RANGES
     from babygan.web.service import Photo, WebError, WebService
 
-    service = WebService(object(), tmp_path)
+    service = WebService(SimpleNamespace(edit_ranges=DEFAULT_RANGES), tmp_path)  # type: ignore[arg-type]
     service.directions = ["age", "gender"]
     photo = Photo("0123456789abcdef", "dad.jpg", tmp_path / "x", (10, 10), [(0, 0, 5, 5)], 1)
     service._photos[photo.id] = photo
@@ -99,7 +102,9 @@ def test_predict_parameters_are_checked(tmp_path: Path) -> None:
         ({**good, "mother": {"photo": photo.id, "face": 2}}, "no face 2"),
         ({**good, "genes": "lots"}, "genes: expected a number"),
         ({**good, "genes": 3}, "genes"),
-        ({**good, "age": float("nan")}, "age: expected a finite number"),
+        ({**good, "age": float("nan")}, "age: nan is not a finite number; allowed: 0 to 80 years"),
+        ({**good, "age": 1e9}, "age: 1e\\+09 is outside 0 to 80 years"),
+        ({**good, "shifts": {"gender": 11}}, "shifts.gender: 11 is outside -10 to 10"),
         ({**good, "shifts": {"beard": 1}}, "unknown direction 'beard'"),
         ({**good, "children": 1000}, "siblings: between 1 and"),
         ({**good, "style": "aunt"}, "style"),

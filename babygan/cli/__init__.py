@@ -18,6 +18,8 @@ from babygan.cli import age_sweep, batch, encode, generate, predict, serve, trai
 from babygan.cli import align as align_cmd
 from babygan.cli import models as models_cmd
 from babygan.cli.learn_directions import learn_directions
+from babygan.cli.options import SHIFT_OPTIONS
+from babygan.edit_ranges import EditRangeError
 from babygan.errors import BabyganError
 from babygan.models import use_models_dir
 
@@ -28,15 +30,28 @@ _NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sw
 
 
 class _Group(click.Group):
-    """Turns a BabyganError or OSError anywhere below into ``Error: <message>`` and exit 1."""
+    """Turns a BabyganError or OSError anywhere below into ``Error: <message>`` and exit 1;
+    an edit out of range is named by its option (``--age``, ``--ages``...)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except EditRangeError as exc:
+            raise click.ClickException(exc.message(option_name(exc, ctx.invoked_subcommand))) from exc
         except BabyganError as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:  # an unwritable folder, a full disk...: the path and the reason
             raise click.ClickException(os_error_text(exc)) from exc
+
+
+def option_name(exc: EditRangeError, command: str | None) -> str:
+    """The option that set the edit ``exc`` refuses, as ``command`` spells it."""
+    if exc.field == "shift":
+        named = {dest: opt for opt, dest, _ in SHIFT_OPTIONS}
+        return named.get(exc.direction or "", f"--shift {exc.direction}")
+    if command == "age-sweep" and exc.field in ("age", "age_coeff"):
+        return "--ages" if exc.field == "age" else "--coeffs"
+    return "--" + exc.field.replace("_", "-")  # --age, --age-coeff, --genes, --children
 
 
 def os_error_text(exc: OSError) -> str:

@@ -29,6 +29,7 @@ from click.core import ParameterSource
 
 from babygan import latent
 from babygan.cli.params import EncoderInit, Shift
+from babygan.edit_ranges import CHILDREN
 from babygan.encoder import settings
 from babygan.latent import Age
 from babygan.model_choice import choose_model
@@ -254,7 +255,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
         opts += [
             click.option(
                 "--children",
-                type=click.IntRange(1, 99),
+                type=click.IntRange(*CHILDREN),
                 default=_default(ChildOptions, "children"),
                 show_default=True,
                 help="Siblings: each a random per-layer crossover of the parents, with its own noise.",

@@ -29,7 +29,9 @@ import numpy as np
 from PIL import Image
 
 from babygan import align, latent, pipeline
+from babygan.edit_ranges import EditRangeError, EditRanges
 from babygan.errors import BabyganError
+from babygan.latent import Age
 from babygan.outputs import write_prediction, write_sweep
 from babygan.photo import detection_pixels, load_photo
 from babygan.pipeline import ChildOptions
@@ -38,6 +40,7 @@ from babygan.session import Session
 log = logging.getLogger("babygan")
 
 #: slider ranges for the directions BabyGAN's demo documents; any other direction gets DEFAULT_RANGE
+#: (each kept within the model's valid range, Session.edit_ranges, which the API enforces)
 SLIDER_RANGES = {"gender": (-2.0, 2.0), "smile": (-1.0, 2.0)}
 DEFAULT_RANGE = (-3.0, 3.0)
 AGE_RANGE = (0.0, 60.0)  # years; BabyGAN's coefficient 6 - age/5 spans +6 .. -6
@@ -187,20 +190,18 @@ class WebService:
     def info(self) -> dict[str, Any]:
         """What the page needs to draw itself: the sliders and the limits."""
         G = self.session.generator
-        sliders = [
-            {
-                "name": n,
-                "min": SLIDER_RANGES.get(n, DEFAULT_RANGE)[0],
-                "max": SLIDER_RANGES.get(n, DEFAULT_RANGE)[1],
-            }
-            for n in self.directions
-            if n != "age"
-        ]
+        ranges = self.session.edit_ranges
+        sliders = []
+        for n in self.directions:
+            if n != "age":  # age has a slider of its own
+                low, high = _within(SLIDER_RANGES.get(n, DEFAULT_RANGE), ranges.shift_range(n))
+                sliders.append({"name": n, "min": low, "max": high})
+        age_min, age_max = _within(AGE_RANGE, ranges.age)
         return {
             "model": Path(self.session.model).name,  # a registry name, or the file's name
             "resolution": int(G.resolution),
             "directions": sliders,
-            "age": {"min": AGE_RANGE[0], "max": AGE_RANGE[1], "default": latent.DEFAULT_AGE_YEARS},
+            "age": {"min": age_min, "max": age_max, "default": latent.DEFAULT_AGE_YEARS},
             "max_siblings": MAX_SIBLINGS,
             "max_upload_bytes": self.max_upload_bytes,
         }
@@ -372,11 +373,14 @@ class WebService:
         children = _number(params.get("children", 1), "siblings", int)
         if not 1 <= children <= MAX_SIBLINGS:
             raise WebError(f"siblings: between 1 and {MAX_SIBLINGS}")
+        genes = _number(params.get("genes", _DEFAULTS.genes), "genes", float)
+        age = _number(params.get("age", latent.DEFAULT_AGE_YEARS), "age", float)
+        _check_ranges(self.session.edit_ranges, genes, age, shifts)
         try:
             options = ChildOptions(
-                genes=_number(params.get("genes", _DEFAULTS.genes), "genes", float),
+                genes=genes,
                 style=str(params.get("style", _DEFAULTS.style)),
-                age=_number(params.get("age", latent.DEFAULT_AGE_YEARS), "age", float),
+                age=age,
                 shifts=tuple(shifts),
                 children=children,
                 seed=_number(params.get("seed", _DEFAULTS.seed), "seed", int),
@@ -395,15 +399,35 @@ class WebService:
 
 
 def _number(value: Any, what: str, kind: type) -> Any:
+    """A JSON number (or a number's text) as ``kind``; a float may be NaN or infinite here
+    (JSON's ``NaN`` reaches us through json.loads): the edit ranges refuse it, naming the range."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise WebError(f"{what}: expected a number, got {value!r}")
     try:
         number = float(value)
     except ValueError:
         raise WebError(f"{what}: expected a number, got {value!r}") from None
-    if not math.isfinite(number) or (kind is int and number != int(number)):
-        raise WebError(f"{what}: expected {'a whole' if kind is int else 'a finite'} number, got {value!r}")
+    if kind is int and (not math.isfinite(number) or number != int(number)):
+        raise WebError(f"{what}: expected a whole number, got {value!r}")
     return int(number) if kind is int else number
+
+
+def _check_ranges(ranges: EditRanges, genes: float, age: float, shifts: Sequence[tuple[str, float]]) -> None:
+    """The request's edits within the model's ranges (NaN and infinities refused), or a 400
+    naming the JSON field (``age``, ``genes``, ``shifts.gender``) and the allowed range."""
+    try:
+        ranges.check_genes(genes)
+        ranges.check_age(Age.years(age))
+        for name, value in shifts:
+            ranges.check_shift(name, value)
+    except EditRangeError as exc:
+        field = f"shifts.{exc.direction}" if exc.field == "shift" else exc.field
+        raise WebError(exc.message(field)) from exc
+
+
+def _within(wanted: tuple[float, float], allowed: tuple[float, float]) -> tuple[float, float]:
+    """A slider's span cut to the model's valid range."""
+    return max(wanted[0], allowed[0]), min(wanted[1], allowed[1])
 
 
 def _display_name(filename: str) -> str:
