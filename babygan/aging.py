@@ -40,6 +40,7 @@ CALIBRATION_FORMAT = "babygan-age-calibration-1"
 DEFAULT_YEARS_RANGE = (0.0, 80.0)
 # the attribute network's error scale (held-out MAE ~6 years): the age loss counts in 5-year units
 _AGE_UNIT = 5.0
+ANCHORS = ("blend", "parents")
 
 
 # --------------------------------------------------------------------------- calibration
@@ -139,16 +140,16 @@ class AgeCalibration:
         for c in sorted(float(v) for v in coeffs):
             moved = latent.apply_direction(w, direction, c, layers, name="age")
             pts.append((c, float(np.mean(read_age(synthesize(moved))))))
+        # where the direction has stopped moving the reading (under 0.5 years a step at either
+        # end), going further only breaks the face: the calibration ends there
+        while len(pts) > 2 and pts[0][1] - pts[1][1] < 0.5:
+            pts.pop(0)
+        while len(pts) > 2 and pts[-2][1] - pts[-1][1] < 0.5:
+            pts.pop()
         kept = [pts[0]]
         for c, y in pts[1:]:
             if y < kept[-1][1] - 1e-3:
                 kept.append((c, y))
-        # where the direction has stopped moving the reading (under 0.5 years a step at either
-        # end), going further only breaks the face: the calibration ends there
-        while len(kept) > 2 and kept[0][1] - kept[1][1] < 0.5:
-            kept.pop(0)
-        while len(kept) > 2 and kept[-2][1] - kept[-1][1] < 0.5:
-            kept.pop()
         if len(kept) < 2:
             raise BabyganError("the age direction does not move the attribute network's reading")
         return cls(tuple(c for c, _ in kept), tuple(y for _, y in kept), layers, source=source)
@@ -173,19 +174,23 @@ class AgingSettings:
     lr: their learning rate on the coordinates of :attr:`AgeEditor.basis`; identity_weight: how
     strongly the render's face descriptor is held at the blend's (per unit of dlib distance; an
     age error of 5 years counts 1); prior_weight: the cost of moving (mean squared coordinate),
-    which keeps the face near what the model draws.
+    which keeps the face near what the model draws; anchor: the descriptor held, "blend" (of
+    the un-aged blend's render) or "parents" (the parents' photos' descriptors, mixed by genes).
     """
 
     steps: int = 30
     lr: float = 0.1
     identity_weight: float = 2.0
     prior_weight: float = 1.0
+    anchor: str = "blend"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise BabyganError(f"aging steps={self.steps}: must be >= 0")
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise BabyganError(f"aging lr={self.lr}: must be a positive number")
+        if self.anchor not in ANCHORS:
+            raise BabyganError(f"aging anchor={self.anchor!r}: choose one of {', '.join(ANCHORS)}")
         for name in ("identity_weight", "prior_weight"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
@@ -201,7 +206,9 @@ class AgeEditor:
     network's tighter square first).
     """
 
-    def __init__(self, generator: Any, attributes: Any, *, crop_ratio: float = 1.0, precision: str = "fp32") -> None:
+    def __init__(
+        self, generator: Any, attributes: Any, *, crop_ratio: float = 1.0, precision: str = "fp32"
+    ) -> None:
         self.G = generator
         self.attributes = attributes
         self.crop_ratio = float(crop_ratio)
@@ -246,7 +253,9 @@ class AgeEditor:
         keep = max(1, round(size * min(self.crop_ratio, 1.0)))
         top = (size - keep) // 2
 
-        def loss(x: Any, params: Any, start: Any, basis: Any, mask: Any, target: Any, feats: Any) -> tuple[Any, Any]:
+        def loss(
+            x: Any, params: Any, start: Any, basis: Any, mask: Any, target: Any, feats: Any
+        ) -> tuple[Any, Any]:
             if basis is None:  # one w for every edited layer
                 delta = ops.expand_dims(x, 1)
             else:
@@ -278,36 +287,45 @@ class AgeEditor:
 
         return backend.jit(step)
 
-    def anchors(self, blends: np.ndarray) -> dict[str, np.ndarray]:
-        """What the identity term holds each face to: the descriptor (and chip plan) of the
-        render of ``blends`` (N, L, D), the un-aged faces."""
+    def anchors(
+        self, blends: np.ndarray, parents: tuple[np.ndarray, np.ndarray, float] | None = None
+    ) -> dict[str, np.ndarray]:
+        """What the identity term holds each face to: the chip plan of the render of ``blends``
+        (N, L, D), the un-aged faces, and a descriptor: the blend render's, or with ``parents``
+        (father's and mother's aligned photos, uint8 (S, S, 3) each, and the mother's share)
+        the parents' photos' descriptors mixed by that share."""
         from babygan.stylegan import to_uint8
 
         images = to_uint8(self.G.synthesis(np.asarray(blends, np.float32)))
         size = self.loss_size
         targets = images if images.shape[1] == size else _area_down(images, size)
-        return self.identity.targets(images, targets)
+        feats = self.identity.targets(images, targets)
+        if parents is not None:
+            father, mother, share = parents
+            photos = np.stack([father, mother])
+            small = photos if photos.shape[1] == size else _area_down(photos, size)
+            desc = self.identity.targets(photos, small)["id_desc"]  # (2, 128)
+            mixed = (1.0 - float(share)) * desc[0] + float(share) * desc[1]
+            feats["id_desc"] = np.repeat(mixed[None].astype(np.float32), len(images), axis=0)
+        return feats
 
     def edit(
         self,
         start: np.ndarray,
-        blends: np.ndarray,
         years: Sequence[float],
         settings: AgingSettings,
-        layers: int = latent.DEFAULT_EDIT_LAYERS,
-        anchors: dict[str, np.ndarray] | None = None,
+        layers: int,
+        anchors: dict[str, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Refine ``start`` (N, L, D), the calibrated linear edit of ``blends`` (N, L, D), to
-        ``years`` (N,): returns (dlatents float32 (N, L, D), the attribute network's reading of
-        each, float32 (N,)). The dlatents kept are each face's lowest loss over the steps.
-        ``anchors``: :meth:`anchors` of the blends, when the caller already has them (a sweep)."""
+        """Refine ``start`` (N, L, D), the calibrated linear edit of N blends, to ``years`` (N,)
+        while holding the descriptors of ``anchors`` (:meth:`anchors` of the blends): returns
+        (dlatents float32 (N, L, D), the attribute network's reading of each, float32 (N,)).
+        The dlatents kept are each face's lowest loss over the steps; only ``layers`` move."""
         from keras import ops
 
         start = np.asarray(start, np.float32)
         n, num_layers, w_dim = start.shape
         target = np.asarray(years, np.float32).reshape(n)
-        if anchors is None:
-            anchors = self.anchors(blends)
         feats = {k: ops.convert_to_tensor(v) for k, v in anchors.items()}
         feats["weight"] = ops.convert_to_tensor(np.float32(settings.identity_weight))
         feats["prior"] = ops.convert_to_tensor(np.float32(settings.prior_weight))

@@ -46,7 +46,10 @@ def start() -> str:
     ``BABYGAN_TF_VERBOSE=1`` shows everything the libraries print.
     """
     verbose = bool(os.environ.get("BABYGAN_TF_VERBOSE"))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3, not 2: oneDNN logs at error level that it falls back to Eigen for int64 ops on CPUs
+    # without AVX-512 ("oneDNN supports DT_INT64 only ..."), a note for TensorFlow's developers
+    # that reached the terminal amid babygan's lines; real failures still raise in Python
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if verbose or "keras" in sys.modules:
         devices = _devices()
     else:

@@ -69,7 +69,7 @@ class EditOptions:
     face_father: int | None = None
     face_mother: int | None = None
     #: how an age in years is reached (babygan/aging.py); steps=0: the calibrated direction alone
-    aging: AgingSettings = AgingSettings()
+    aging: AgingSettings = field(default_factory=AgingSettings)
 
     def __post_init__(self) -> None:
         # what no model changes: genes in 0..1, finite shifts (their range is the model's:
@@ -218,12 +218,15 @@ def age_children(
     ages: Sequence[Age],
     options: EditOptions,
     anchors: dict[str, np.ndarray] | None = None,
+    parents: tuple[Parent, Parent] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Faces moved to ages in years keep their likeness: ``starts`` (N, L, w_dim), the blends
     ``blends`` (N, L, w_dim) moved along the age direction by each age's coefficient, are
-    refined by the session's AgeEditor (babygan/aging.py). Raw coefficients, ``aging.steps=0``
-    or no attribute network leave them as they are. Returns (dlatents (N, L, w_dim) float32,
-    per face what was done, for the records)."""
+    refined by the session's AgeEditor (babygan/aging.py), each held to the descriptor of its
+    blend's render, or of ``parents``' photos with ``aging.anchor="parents"``; ``anchors``:
+    those already made (a sweep holds every frame to one). Raw coefficients, ``aging.steps=0``
+    or no attribute network leave the starts as they are. Returns (dlatents (N, L, w_dim)
+    float32, per face what was done, for the records)."""
     starts = np.asarray(starts, np.float32)
     records: list[dict[str, Any]] = [
         {"method": "direction", "coefficient": a.coefficient, "calibrated": a.calibrated is not None}
@@ -232,14 +235,21 @@ def age_children(
     todo = [i for i, a in enumerate(ages) if a.in_years]
     if not todo or options.aging.steps == 0 or session.ager is None:
         return starts, records
+    if anchors is None:
+        blends = np.asarray(blends, np.float32)[todo]
+        held = None
+        if options.aging.anchor == "parents" and parents is not None:
+            held = (parents[0].aligned, parents[1].aligned, options.genes)
+        anchors = session.ager.anchors(blends, held)
     refined, read = session.ager.edit(
-        starts[todo], np.asarray(blends, np.float32)[todo], [ages[i].value for i in todo],
-        options.aging, options.layers, anchors=anchors,
-    )  # fmt: skip
+        starts[todo], [ages[i].value for i in todo], options.aging, options.layers, anchors
+    )
     out = starts.copy()
     out[todo] = refined
     for j, i in enumerate(todo):
-        records[i].update(method="likeness-held", steps=options.aging.steps, read_age=round(float(read[j]), 2))
+        records[i].update(
+            method="likeness-held", steps=options.aging.steps, read_age=round(float(read[j]), 2)
+        )
     return out, records
 
 
@@ -263,7 +273,7 @@ def predict(
     blends = child_dlatents(dad.dlatents, mum.dlatents, options, directions, age=False)
     aged, agings = age_children(
         session, np.stack([m[1] for m in made]), np.stack([b[1] for b in blends]),
-        [options.age] * len(made), options,
+        [options.age] * len(made), options, parents=(dad, mum),
     )  # fmt: skip
     children, images = [], []
     for (name, _, noise_seed, layers), w, aging in zip(made, aged, agings, strict=True):
@@ -339,8 +349,9 @@ def age_sweep(
     blend = blend_and_edit(dad.dlatents, mum.dlatents, options, directions, 0.0)
     anchors = None
     if session.ager is not None and options.aging.steps and any(a.in_years for a in steps):
-        # every frame is held to the one blend: one child growing up
-        one = session.ager.anchors(blend[None])
+        # every frame is held to the one face: one child growing up
+        held = (dad.aligned, mum.aligned, options.genes) if options.aging.anchor == "parents" else None
+        one = session.ager.anchors(blend[None], held)
         anchors = {k: np.repeat(v, sum(a.in_years for a in steps), axis=0) for k, v in one.items()}
     w, _ = age_children(session, w, np.repeat(blend[None], len(w), axis=0), steps, options, anchors)
     size = options.size or max(int(session.generator.resolution), SHOWN_MIN)

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from babygan import align, attributes, models
-from babygan.aging import AgeEditor
 from babygan import resemblance as rs
+from babygan.aging import AgeEditor
 from babygan.align import Crop
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
@@ -181,10 +181,14 @@ class Session:
     @property
     def edit_ranges(self) -> EditRanges:
         """The valid range of each edit for the model that runs (babygan/edit_ranges.py): the
-        built-in model's own with its own directions, else babygan's defaults (age 0..80 years)."""
-        if is_builtin(self.model) and self.directions_dir is None:
-            return BUILTIN_RANGES
-        return DEFAULT_RANGES
+        built-in model's own with its own directions, else babygan's defaults (age 0..80 years);
+        ages in years: those its age calibration reaches, where its directions have one."""
+        ranges = BUILTIN_RANGES if is_builtin(self.model) and self.directions_dir is None else DEFAULT_RANGES
+        calibration = self.directions.age_calibration()
+        if calibration is None:
+            return ranges
+        # the ages the model's calibration reaches (scripts/calibrate_ages.py measured them)
+        return dataclasses.replace(ranges, age=calibration.years_range)
 
     @property
     def crop(self) -> Crop:

@@ -20,6 +20,7 @@ and left out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -36,7 +37,16 @@ from babygan.aging import AgingSettings  # noqa: E402
 from babygan.errors import BabyganError  # noqa: E402
 from babygan.latent import Age  # noqa: E402
 
-ROWS = ("parent photo", "blend, no age edit", "child, default age", "child, true child's age")
+ROWS = (
+    "parent photo",
+    "encoded parent",
+    "blend, no age edit",
+    "child, default age",
+    "child, true child's age",
+)
+#: not a face: the parents' photos' descriptors mixed half and half, what holding a child to
+#: them would reach at best
+MIXED = "parents' descriptors mixed"
 
 
 def _describe(describer, image: np.ndarray) -> np.ndarray:
@@ -61,14 +71,27 @@ def run(args: argparse.Namespace) -> dict:
     pairs = kinship.read_pairs(images, args.per_relation)
     spouses = kinship.spouses(pairs, args.seed)
     session = Session(args.model, offline=True, progress=False, precision=args.precision)
-    aging = AgingSettings(**{k: v for k, v in (("steps", args.aging_steps), ("identity_weight", args.identity_weight), ("lr", args.aging_lr)) if v is not None})  # noqa: E501
+    aging = AgingSettings(
+        **{
+            k: v
+            for k, v in (
+                ("steps", args.aging_steps),
+                ("identity_weight", args.identity_weight),
+                ("lr", args.aging_lr),
+                ("prior_weight", args.prior_weight),
+                ("anchor", args.anchor),
+            )
+            if v is not None
+        }
+    )
     describer = FaceDescriber()
     res = int(session.generator.resolution)
     n = len(pairs)
     desc = {row: np.full((n, 128), np.nan) for row in ROWS}
     real_child = np.full((n, 128), np.nan)
     child_age = np.full(n, np.nan)
-    read = {row: np.full(n, np.nan) for row in ROWS[1:]}
+    read = {row: np.full(n, np.nan) for row in ROWS[2:]}
+    desc[MIXED] = np.full((n, 128), np.nan)
     sweep_dist = []
     failed: dict[str, int] = {}
     start = time.time()
@@ -85,7 +108,10 @@ def run(args: argparse.Namespace) -> dict:
         ages = {
             "blend, no age edit": Age.coeff(0.0),
             "child, default age": pipeline.ChildOptions().age,
-            "child, true child's age": Age.years(float(child_age[i])) if np.isfinite(child_age[i]) else None,
+            # the true child's age as the attribute network reads the photo, within the model's range
+            "child, true child's age": Age.years(float(np.clip(child_age[i], *session.edit_ranges.age)))
+            if np.isfinite(child_age[i])
+            else None,
         }
         for row, age in ages.items():
             if age is None:
@@ -96,6 +122,10 @@ def run(args: argparse.Namespace) -> dict:
             except BabyganError as exc:
                 failed[str(exc).split(": ")[-1]] = failed.get(str(exc).split(": ")[-1], 0) + 1
                 break
+            if row == "blend, no age edit":
+                parent = result.father if pair.parent_role == "father" else result.mother
+                desc["encoded parent"][i] = _describe(describer, session.synthesize(parent.dlatents[None])[0])
+                desc[MIXED][i] = 0.5 * (desc["parent photo"][i] + _describe(describer, _photo(spouse)))
             child = result.children[0]
             desc[row][i] = _describe(describer, child.image)
             read[row][i] = (child.estimate or {}).get("age", np.nan)
@@ -108,16 +138,20 @@ def run(args: argparse.Namespace) -> dict:
             print(f"  {i + 1}/{n} pairs, {time.time() - start:.0f} s", file=sys.stderr, flush=True)
 
     relations = np.array([p.relation for p in pairs])
-    table: dict[str, dict[str, float]] = {}
-    for row in ROWS:
-        scores = np.full(n, np.nan)
+    scores = {}
+    for row in (*ROWS, MIXED):
+        scores[row] = np.full(n, np.nan)
         for rel in kinship.RELATIONS:
             sel = relations == rel
-            if sel.any():
-                scores[sel] = kinship.ranks(desc[row][sel], real_child[sel])
-        table[row] = {rel: float(np.nanmean(scores[relations == rel])) for rel in kinship.RELATIONS}
-        table[row]["overall"] = float(np.nanmean(scores))
-        table[row]["scored"] = int(np.isfinite(scores).sum())
+            if sel.any():  # the pool: every child of the relation that has a descriptor
+                scores[row][sel] = kinship.ranks(desc[row][sel], real_child[sel])
+    # every row over the same pairs: those scored in all of them
+    common = np.all([np.isfinite(v) for v in scores.values()], axis=0)
+    table: dict[str, dict[str, float]] = {}
+    for row, sc in scores.items():
+        table[row] = {rel: float(np.mean(sc[common & (relations == rel)])) for rel in kinship.RELATIONS}
+        table[row]["overall"] = float(np.mean(sc[common]))
+        table[row]["scored"] = int(common.sum())
     real_spread = kinship.spread(real_child)
     ok = np.isfinite(child_age)
     return {
@@ -126,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "model": session.model,
         "precision": args.precision,
-        "aging": {"steps": aging.steps, "lr": aging.lr, "identity_weight": aging.identity_weight},
+        "aging": dataclasses.asdict(aging),
         "rank": table,
         "spread": {
             "real children": real_spread,
@@ -136,10 +170,17 @@ def run(args: argparse.Namespace) -> dict:
             "child, default age": float(np.nanmean(read["child, default age"])),
             "default age requested": pipeline.ChildOptions().age.value,
             "true child's age: mean |read - requested|": float(
-                np.nanmean(np.abs(read["child, true child's age"][ok] - child_age[ok]))
+                np.nanmean(
+                    np.abs(
+                        read["child, true child's age"][ok] - np.clip(child_age[ok], *session.edit_ranges.age)
+                    )
+                )
             ),
         },
-        "sweep_5_vs_20_distance": {"pairs": len(sweep_dist), "mean": float(np.mean(sweep_dist)) if sweep_dist else None},
+        "sweep_5_vs_20_distance": {
+            "pairs": len(sweep_dist),
+            "mean": float(np.mean(sweep_dist)) if sweep_dist else None,
+        },
         "failed": failed,
         "seconds": round(time.time() - start, 1),
         "load_average": os.getloadavg(),
@@ -149,22 +190,39 @@ def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archive", default=str(ROOT.parent / "shared" / "datasets" / "kinfacew2.tar"))
-    ap.add_argument("--work", default=str(Path(os.environ.get("BABYGAN_HOME", Path.home() / ".cache" / "babygan")) / "datasets" / "kinfacew2"))  # noqa: E501
-    ap.add_argument("--per-relation", type=int, default=None, help="the first N pairs of each relation (default all 250)")
+    ap.add_argument(
+        "--work",
+        default=str(
+            Path(os.environ.get("BABYGAN_HOME", Path.home() / ".cache" / "babygan"))
+            / "datasets"
+            / "kinfacew2"
+        ),
+    )
+    ap.add_argument(
+        "--per-relation", type=int, default=None, help="the first N pairs of each relation (default all 250)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="the spouse pairing")
     ap.add_argument("--model", default="builtin")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--aging-steps", type=int, default=None, help="0: the calibrated direction alone")
     ap.add_argument("--aging-lr", type=float, default=None)
     ap.add_argument("--identity-weight", type=float, default=None)
-    ap.add_argument("--sweep-pairs", type=int, default=40, help="pairs whose 5 and 20 year frames are compared")
+    ap.add_argument("--prior-weight", type=float, default=None)
+    ap.add_argument("--anchor", choices=("blend", "parents"), default=None)
+    ap.add_argument(
+        "--sweep-pairs", type=int, default=40, help="pairs whose 5 and 20 year frames are compared"
+    )
     ap.add_argument("--out", help="write the figures as JSON here too")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     report = run(args)
-    print(f"{'':28s}" + "".join(f"{r:>12s}" for r in (*kinship.RELATIONS, "overall")))
+    print(f"{'':28s}" + "".join(f"{r:>12s}" for r in (*kinship.RELATIONS, "overall")) + "  scored")
     for row, scores in report["rank"].items():
-        print(f"{row:28s}" + "".join(f"{scores[r]:12.3f}" for r in (*kinship.RELATIONS, "overall")))
+        print(
+            f"{row:28s}"
+            + "".join(f"{scores[r]:12.3f}" for r in (*kinship.RELATIONS, "overall"))
+            + f"  {scores['scored']}"
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "rank"}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

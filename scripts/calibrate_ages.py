@@ -68,7 +68,13 @@ def main() -> None:
     def synthesize(x: np.ndarray) -> np.ndarray:
         return to_uint8(G.synthesis(x))
 
-    calibration = AgeCalibration.measure(synthesize, direction, read_age, w, source=f"{args.samples} samples of {args.model} at truncation 0.7, read by the attribute network")  # noqa: E501
+    calibration = AgeCalibration.measure(
+        synthesize,
+        direction,
+        read_age,
+        w,
+        source=f"{args.samples} samples of {args.model} at truncation 0.7, read by the attribute network",
+    )
     print(f"calibration measured in {time.time() - t0:.0f} s", file=sys.stderr)
 
     # requested vs read, as predict makes each age: a new session reads the calibration saved
@@ -85,8 +91,9 @@ def main() -> None:
             o = dataclasses.replace(opts, aging=AgingSettings(steps=steps))
             out, _ = age_children(session, start, checked, [age] * len(checked), o)
             reads = read_age(synthesize(out))
-            rows.append({"requested": years, "method": method, "coefficient": round(age.coefficient, 3),
-                         "read_mean": round(float(reads.mean()), 2), "read_sd": round(float(reads.std()), 2)})  # fmt: skip
+            row = {"requested": years, "method": method, "coefficient": round(age.coefficient, 3)}
+            row.update(read_mean=round(float(reads.mean()), 2), read_sd=round(float(reads.std()), 2))
+            rows.append(row)
         print(json.dumps(rows[-2:]), file=sys.stderr, flush=True)
     held = [r for r in rows if r["method"] == "likeness-held"]
     within = [r["requested"] for r in held if abs(r["read_mean"] - r["requested"]) <= bound(r["requested"])]
@@ -96,7 +103,7 @@ def main() -> None:
         best: list[float] = []
         cur: list[float] = []
         for a in ages:
-            cur = cur + [a] if a in within else []
+            cur = [*cur, a] if a in within else []
             best = cur if len(cur) > len(best) else best
         lo, hi = best[0], best[-1]
     if lo is not None and hi is not None and lo < hi:
@@ -105,8 +112,9 @@ def main() -> None:
     print(f"{'requested':>10s} {'coeff':>8s} {'direction':>10s} {'held':>10s}")
     for a, b in zip(rows[::2], rows[1::2], strict=True):
         print(f"{a['requested']:10.0f} {a['coefficient']:8.2f} {a['read_mean']:10.1f} {b['read_mean']:10.1f}")
-    print(json.dumps({"written": str(path), "years_range": calibration.years_range, "rows": rows,
-                      "seconds": round(time.time() - t0, 1), "load_average": os.getloadavg()}, indent=1))  # fmt: skip
+    report = {"written": str(path), "years_range": calibration.years_range, "rows": rows}
+    report.update(seconds=round(time.time() - t0, 1), load_average=os.getloadavg())
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

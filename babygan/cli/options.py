@@ -28,6 +28,7 @@ import click
 from click.core import ParameterSource
 
 from babygan import latent
+from babygan.aging import AgingSettings
 from babygan.cli.params import EncoderInit, Shift
 from babygan.edit_ranges import CHILDREN
 from babygan.encoder import settings
@@ -234,6 +235,21 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
             default=None,
             help="Which face of the mother's photo (default: the largest).",
         ),
+        click.option(
+            "--aging-steps",
+            type=click.IntRange(0),
+            default=AgingSettings().steps,
+            show_default=True,
+            help="Ages in years: steps that bring the child to the age while holding its likeness "
+            "(the attribute network's age, dlib's face descriptor); 0: the age direction alone.",
+        ),
+        click.option(
+            "--likeness-weight",
+            type=click.FloatRange(min=0),
+            default=AgingSettings().identity_weight,
+            show_default=True,
+            help="How strongly aging holds the face descriptor (an age error of 5 years counts 1).",
+        ),
     ]
     if age:
         opts += [
@@ -241,8 +257,10 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
                 "--age",
                 type=float,
                 default=None,
-                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}, as BabyGAN); "
-                "coefficient = 6 - age/5.",
+                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}, as BabyGAN): as the "
+                "attribute network reads it, on a model whose directions carry an age calibration "
+                "(the built-in model); else BabyGAN's coefficient = 6 - age/5. Each model's range is "
+                "checked.",
             ),
             click.option(
                 "--age-coeff",
@@ -282,6 +300,7 @@ def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Ed
         size=kw.pop("size"),
         face_father=kw.pop("face_father"),
         face_mother=kw.pop("face_mother"),
+        aging=AgingSettings(steps=kw.pop("aging_steps"), identity_weight=kw.pop("likeness_weight")),
     )
     if not age:
         return edit
@@ -385,10 +404,12 @@ def _encoder_click_options() -> list[Callable]:
     defaults = {f.name: f.default for f in dataclasses.fields(settings.EncoderSettings)}
     options = []
     for name, (opt, text) in _ENCODER_FIELDS.items():
-        kind = {} if "/" in opt else {"type": kinds[name]}  # on/off pairs are flags
-        options.append(
-            click.option(opt, f"encoder_{name}", default=defaults[name], show_default=True, help=text, **kind)
-        )
+        kind: dict[str, Any] = {} if "/" in opt else {"type": kinds[name]}  # on/off pairs are flags
+        # where the model decides the default (babygan.encoder.settings.model_defaults), help says
+        # what each model uses; the value stays the dataclass's, so the session knows it's not typed
+        own = settings.OWN_ENCODER_DEFAULTS.get(name)
+        kind["show_default"] = True if own is None else f"{defaults[name]} for FFHQ, {own} for builtin"
+        options.append(click.option(opt, f"encoder_{name}", default=defaults[name], help=text, **kind))
     return options
 
 
