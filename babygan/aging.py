@@ -182,7 +182,7 @@ class AgingSettings:
     lr: float = 0.1
     identity_weight: float = 2.0
     prior_weight: float = 1.0
-    anchor: str = "blend"
+    anchor: str = "parents"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
