@@ -68,7 +68,11 @@ def test_a_grown_run_fades_in_trains_resumes_and_finishes_after_the_fade(small, 
     from babygan.train.finish import finished_generator
 
     folder = small
-    config = AutoencoderConfig(resolution=32, fade_kimg=0.008, ae_kimg=0.02, total_kimg=0.02, **TINY)
+    # with the face network's perceptual and identity terms in the loss
+    config = AutoencoderConfig(
+        resolution=32, fade_kimg=0.008, ae_kimg=0.02, total_kimg=0.02, perceptual_weight=0.1,
+        identity_weight=0.1, **TINY,
+    )  # fmt: skip
     tr = AutoencoderTrainer(config, grown_state(folder, config))
     faces = _faces(8, 32)
     codes, recon = tr.encode_render(faces)  # the EMA networks at alpha 0
@@ -76,7 +80,7 @@ def test_a_grown_run_fades_in_trains_resumes_and_finishes_after_the_fade(small, 
     with pytest.raises(BabyganError, match="still fading in"):
         finished_generator(tr, codes, {})
     metrics = [_np(tr.train_step(faces)) for _ in range(2)]
-    assert all(np.isfinite(m[:3]).all() for m in metrics)
+    assert all(np.isfinite(m[:5]).all() and m[3] > 0 and m[4] > 0 for m in metrics)  # recon .. identity
     assert tr.fade_alpha == pytest.approx(1.0)  # 8 images of a fade over 8
     tr.save(tmp_path / "ck")
     resumed = AutoencoderTrainer.resume(tmp_path / "ck", ae_kimg=0.024)
@@ -102,3 +106,46 @@ def test_the_shipped_64_px_model_grows_to_128(tmp_path):
     _, img_s = _autoencode(params, faces.reshape(2, 64, 2, 64, 2, 3).mean(axis=(2, 4)), gc64)
     _, img_b = _autoencode(grown, faces, gc128, np.float32(0.0))
     assert np.abs(img_b - np.repeat(np.repeat(img_s, 2, axis=1), 2, axis=2)).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_the_script_grows_resumes_and_retunes_a_run(tmp_path):
+    """scripts/train_builtin.py: a tiny 16 px run, then a 32 px run grown from its checkpoint,
+    stopped and resumed with a longer stage 1 (JAX on the CPU, in subprocesses)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_builtin.py"
+    faces = tmp_path / "faces.npy"
+    np.save(faces, _faces(16, 32))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "BABYGAN_HOME": str(tmp_path / "h")}
+    tiny = ["--batch", "4", "--fmap-base", "64", "--fmap-max", "32", "--latent", "16", "--fp32"]
+    tiny += ["--report-seconds", "0", "--seed", "1"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), str(faces), *tiny, *args], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    run("--resolution", "16", "--out", str(tmp_path / "r16"), "--max-steps", "2")
+    grow = [
+        "--resolution",
+        "32",
+        "--out",
+        str(tmp_path / "r32"),
+        "--grow-from",
+        str(tmp_path / "r16" / "checkpoint"),
+    ]
+    grow += ["--fade-kimg", "0.008", "--ae-kimg", "0.016", "--kimg", "0.024"]
+    first = run(*grow, "--max-steps", "2")
+    assert "growing" in first and "fade 0.50" in first, first
+    second = run(*grow[:4], "--ae-kimg", "0.02", "--max-minutes", "5")  # resumes; stage 1 lengthened
+    assert "resumed" in second, second
+    meta = json.loads((tmp_path / "r32" / "checkpoint" / "meta.json").read_text())
+    assert meta["nimg"] == 24 and meta["config"]["ae_kimg"] == 0.02 and meta["config"]["resolution"] == 32
+    assert (tmp_path / "r32" / "stage1" / "meta.json").is_file()  # kept as stage 2 began
