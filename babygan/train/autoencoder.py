@@ -36,6 +36,7 @@ from keras import ops
 from babygan import backend
 from babygan.encoder.perceptual import msssim_loss_per_image
 from babygan.errors import BabyganError
+from babygan.quality import reconstruction_quality
 from babygan.stylegan import image_encoder, network
 from babygan.stylegan.config import ENCODER_PREFIX
 from babygan.stylegan.generator import to_uint8
@@ -449,15 +450,3 @@ class AutoencoderTrainer:
         rows = [f for pair in zip(faces, to_uint8(recon), strict=True) for f in pair]
         grid = contact_sheet(rows, columns=8, gap=2)
         return save_png(out / "samples.png", grid, {"kimg": self.nimg / 1000, "step": self.step})
-
-
-def reconstruction_quality(recon: np.ndarray, faces: np.ndarray) -> dict[str, float]:
-    """Mean PSNR (dB, peak 255) and mean MS-SSIM of uint8 reconstructions against uint8 faces."""
-    a = np.asarray(recon, np.float64)
-    b = np.asarray(faces, np.float64)
-    mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
-    psnr = float(np.mean(10 * np.log10(255.0**2 / mse)))
-    ms = 1.0 - np.asarray(
-        ops.convert_to_numpy(msssim_loss_per_image(a.astype(np.float32), b.astype(np.float32)))
-    )
-    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": len(faces)}
