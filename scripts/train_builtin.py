@@ -241,6 +241,8 @@ def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
     c = trainer.config
     if c.resolution != args.resolution:
         raise BabyganError(f"{ckpt}: the run is {c.resolution} px, not {args.resolution}")
+    if args.grow_from and trainer.nimg > 0:
+        print(f"--grow-from is read by a new run only: continuing the run in {ckpt}")
     grown = f", grown from {c.grown_from} (fade {c.fade_kimg:g} kimg)" if c.grown_from else ""
     print(
         f"autoencoder recipe: {c.resolution} px, batch {c.batch}, fmap {c.fmap_base}/{c.fmap_max}, "
