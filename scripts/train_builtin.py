@@ -11,10 +11,18 @@ machine that runs one command for at most 10 minutes.
     KERAS_BACKEND=jax python scripts/train_builtin.py babygan-out/data/utkface64.npz \
         --out babygan-out/train64 --kimg 3000 --minutes 8.5 --export babygan-out/train64/builtin64.npz
 
+    # the built-in model's CPU recipe at 128 px, grown from the shipped 64 px model (GROWN_128 in
+    # babygan/train/config.py; see models/builtin.md): the same command starts and resumes it
+    python scripts/train_builtin.py ../shared/datasets/utkface200.tar --resolution 128 \
+        --pack babygan-out/data/utkface128.npz
+    python scripts/train_builtin.py babygan-out/data/utkface128.npz --resolution 128 \
+        --grow-from babygan/builtin/babygan-utkface64.npz --out babygan-out/ae128 --max-minutes 170
+
 Progress lines show thousands of images shown (kimg), images/s and the losses; sample grids
 go to OUT/samples.png (latest) and OUT/samples/; OUT/log.jsonl keeps every progress record.
 Runs under JAX by default (KERAS_BACKEND); the settings of a run are fixed by its first chunk
-(later chunks may only change --kimg).
+(later chunks may only change --kimg, and --ae-kimg while stage 1 runs; --grow-from is read by
+the first chunk only).
 """
 
 from __future__ import annotations
@@ -48,8 +56,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--holdout", default=None, help="autoencoder: held-out faces (packed .npz) evaluated as it trains"
     )
     p.add_argument(
-        "--ae-kimg", type=float, default=None, help="autoencoder: length of stage 1 (default: its config's)"
+        "--ae-kimg",
+        type=float,
+        default=None,
+        help="autoencoder: length of stage 1 (default: its config's); on resuming, retunes it while it runs",
     )
+    p.add_argument(
+        "--holdout-faces", type=int, default=None, help="autoencoder: evaluate only the first N of --holdout"
+    )
+    p.add_argument(
+        "--grow-from",
+        default=None,
+        help="autoencoder, new run: start from this model (a model file with E, e.g. "
+        "babygan/builtin/babygan-utkface64.npz, or a checkpoint folder) grown by a block to --resolution; "
+        "at 128 px the recipe's defaults are GROWN_128 (babygan/train/config.py)",
+    )
+    p.add_argument("--fade-kimg", type=float, default=None, help="autoencoder --grow-from: fade-in length")
+    p.add_argument(
+        "--perceptual-weight", type=float, default=None, help="autoencoder: dlib-network perceptual term"
+    )
+    p.add_argument("--identity-weight", type=float, default=None, help="autoencoder: dlib descriptor term")
+    p.add_argument("--adv-weight", type=float, default=None, help="autoencoder: adversarial term in stage 2")
     p.add_argument(
         "--labels",
         default=None,
@@ -72,7 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train until this many thousand images (default: the recipe's)",
     )
     p.add_argument(
-        "--minutes", type=float, default=None, help="stop this chunk after so many minutes (saving first)"
+        "--minutes",
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop this session after so many minutes, saving first (the same command resumes)",
     )
     p.add_argument(
         "--resume",
@@ -86,6 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--pack", default=None, help="only write the training faces to this compact .npz, then stop"
+    )
+    p.add_argument(
+        "--split",
+        choices=("train", "holdout"),
+        default="train",
+        help="which faces of a UTKFace .tar: the training split (default) or the held-out one (--holdout)",
     )
     p.add_argument(
         "--crop",
@@ -140,11 +177,35 @@ def _autoencoder_settings(args: argparse.Namespace) -> dict[str, object]:
         "r1_gamma": args.gamma,
         "ae_kimg": args.ae_kimg,
         "total_kimg": args.kimg,
+        "fade_kimg": args.fade_kimg,
+        "perceptual_weight": args.perceptual_weight,
+        "identity_weight": args.identity_weight,
+        "adv_weight": args.adv_weight,
         "seed": args.seed,
     }
     if args.fp32:
         given["mixed_precision"] = False
-    return {k: v for k, v in given.items() if v is not None}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if args.grow_from:
+        from babygan.train.config import GROWN_128
+
+        base = dict(GROWN_128) if args.resolution == 128 else {"fade_kimg": 10.0}
+        chosen = {**base, **chosen, "grown_from": str(args.grow_from)}
+    return chosen
+
+
+def _new_autoencoder(args: argparse.Namespace):
+    """A new autoencoder run: from scratch, or grown from ``--grow-from``."""
+    from babygan.train.autoencoder import AutoencoderTrainer
+    from babygan.train.config import AutoencoderConfig
+
+    config = AutoencoderConfig(**_autoencoder_settings(args))  # type: ignore[arg-type]
+    if not args.grow_from:
+        return AutoencoderTrainer(config)
+    from babygan.train.grow import grown_state
+
+    print(f"growing {args.grow_from} to {config.resolution} px (fade-in over {config.fade_kimg:g} kimg)")
+    return AutoencoderTrainer(config, grown_state(args.grow_from, config))
 
 
 def _open_run(args: argparse.Namespace, ckpt: Path, resume, start):
@@ -165,21 +226,29 @@ def _open_run(args: argparse.Namespace, ckpt: Path, resume, start):
 
 
 def _run_autoencoder(args: argparse.Namespace, images, out: Path) -> int:
+    from babygan.errors import BabyganError
     from babygan.train import load_images
     from babygan.train.autoencoder import AutoencoderTrainer
-    from babygan.train.config import AutoencoderConfig
 
     holdout = load_images(args.holdout, args.resolution) if args.holdout else None
+    if holdout is not None and args.holdout_faces:
+        holdout = holdout[: args.holdout_faces]
     ckpt = out / "checkpoint"
     trainer = _open_run(
-        args, ckpt, AutoencoderTrainer.resume,
-        lambda: AutoencoderTrainer(AutoencoderConfig(**_autoencoder_settings(args))),  # type: ignore[arg-type]
+        args, ckpt, lambda folder, total_kimg: AutoencoderTrainer.resume(folder, total_kimg, args.ae_kimg),
+        lambda: _new_autoencoder(args),
     )  # fmt: skip
     c = trainer.config
+    if c.resolution != args.resolution:
+        raise BabyganError(f"{ckpt}: the run is {c.resolution} px, not {args.resolution}")
+    if args.grow_from and trainer.nimg > 0:
+        print(f"--grow-from is read by a new run only: continuing the run in {ckpt}")
+    grown = f", grown from {c.grown_from} (fade {c.fade_kimg:g} kimg)" if c.grown_from else ""
     print(
         f"autoencoder recipe: {c.resolution} px, batch {c.batch}, fmap {c.fmap_base}/{c.fmap_max}, "
         f"w {c.dlatent_size}, {'bf16' if c.mixed_precision else 'fp32'}, stage 1 to {c.ae_kimg:g} kimg, "
-        f"adversarial to {c.total_kimg:g} kimg"
+        f"adversarial to {c.total_kimg:g} kimg; weights: MS-SSIM {c.msssim_weight:g}, face perceptual "
+        f"{c.perceptual_weight:g}, identity {c.identity_weight:g}, adversarial {c.adv_weight:g}{grown}"
     )
     trainer.train(
         images,
@@ -225,7 +294,7 @@ def _finish_autoencoder(args: argparse.Namespace, trainer) -> None:
     G, directions, report = finish(trainer, train_faces, holdout, scorer.predict, info)
     report["finish_minutes"] = round((time.monotonic() - t0) / 60, 1)
     dest = Path(args.export)
-    model = G.save(dest / "babygan-utkface64.npz", storage="float16")
+    model = G.save(dest / f"babygan-utkface{size}.npz", storage="float16")
     save_directions(directions, dest / "directions")
     write_text_atomic(dest / "finish.json", json.dumps(report, indent=1) + "\n")
     print(
@@ -244,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         t0 = time.monotonic()
-        images = load_images(args.data, args.resolution, crop=args.crop)
+        images = load_images(args.data, args.resolution, crop=args.crop, split=args.split)
         print(f"{args.data}: {len(images)} faces at {args.resolution} px ({time.monotonic() - t0:.1f} s)")
         if args.pack:
             path = pack(args.pack, images)

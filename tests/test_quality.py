@@ -60,3 +60,48 @@ def test_age_response_reports_each_requested_age():
     assert [r["requested"] for r in rows] == [2.0, 30.0, 58.0]
     assert seen == [(4, 32, 32, 3)] * 3
     assert len({r["estimated_mean"] for r in rows}) == 3  # the direction moved the images
+
+
+def test_sharpness_measures_rank_blur_below_sharp_and_noise_high(ffhq_faces):
+    from PIL import ImageFilter
+
+    sharp = np.stack([np.asarray(Image.fromarray(f).resize((64, 64), Image.LANCZOS)) for f in ffhq_faces])
+    blurred = np.stack([np.asarray(Image.fromarray(f).filter(ImageFilter.GaussianBlur(1.5))) for f in sharp])
+    assert np.all(quality.laplacian_variance(blurred) < quality.laplacian_variance(sharp))
+    assert np.all(quality.high_frequency_share(blurred) < quality.high_frequency_share(sharp))
+    same = quality.detail_ratios(sharp, sharp)
+    assert same["laplacian_variance_ratio"] == 1.0 and same["hf_share_ratio"] == 1.0
+    soft = quality.detail_ratios(blurred, sharp)
+    assert soft["laplacian_variance_ratio"] < 0.5 and soft["hf_share_ratio"] < 0.7, soft
+    noise = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    share = quality.high_frequency_share(noise)
+    assert np.all((share > 0.7) & (share < 0.9)), share  # ~ 1 - pi / 16 of the power is above half Nyquist
+    assert np.all(quality.high_frequency_share(sharp) < 0.2)
+    with pytest.raises(ValueError, match="one size"):
+        quality.detail_ratios(sharp, blurred[:, :32, :32])
+
+
+@pytest.mark.slow
+def test_model_figures_of_a_tiny_model_with_e(ffhq_faces):
+    """Every figure of issue 25 is computed for a tiny untrained model that carries E, and the
+    summary table shows each beside its target."""
+    from babygan.train.autoencoder import AutoencoderTrainer
+    from babygan.train.config import AutoencoderConfig
+    from babygan.train.finish import finished_generator
+
+    held = np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.LANCZOS)) for f in ffhq_faces])
+    tr = AutoencoderTrainer(
+        AutoencoderConfig(
+            resolution=32, fmap_base=64, fmap_max=16, dlatent_size=16, batch=4, mixed_precision=False
+        )
+    )
+    G, _ = finished_generator(tr, tr.encode_render(held)[0], {"crop": {"recipe": "ffhq", "scale": 1.0}})
+    figures = quality.model_figures(G, held, samples=6, face_samples=6, refine_faces=2, refine=1)
+    assert figures["resolution"] == 32 and figures["face_rate"] == 0.0
+    for part in ("detail_samples", "detail_reconstructions"):
+        assert figures[part]["laplacian_variance_ratio"] > 0 and figures[part]["hf_share_ratio"] > 0
+    recon = figures["reconstruction"]
+    assert recon["E"]["faces"] == len(held) and recon["E+refine"]["faces"] == 2
+    assert recon["E"]["face_perceptual"] > 0 and recon["settings"]["iterations"] == 1
+    table = quality.summary_table(figures)
+    assert "HF-share ratio, E recon" in table and ">= 26" in table and "<= 0.06" in table

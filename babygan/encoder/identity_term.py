@@ -16,20 +16,9 @@ import numpy as np
 
 log = logging.getLogger("babygan")
 
-#: the chip of a typical aligned face (FFHQ crop), as fractions of the image side: image px
-#: per chip px, and the chip's upper-left corner (x, y). Measured with dlib on the aligned
-#: faces of ../shared/faces (spread 0.01); used where dlib finds no face (tiny images).
-_TYPICAL_STEP = 0.0047
-_TYPICAL_ORIGIN = (0.153, 0.258)
 #: aligned images are searched at this size: HOG needs faces of ~80 px (smaller images are
 #: enlarged), and a 1024 px one costs 16x as much for landmarks the 256 px loss images do not need
 _DETECT_SIZE = 256
-
-
-def typical_transform(size: int) -> np.ndarray:
-    """(2, 3) chip -> image affine of a typical aligned face in a ``size`` px image."""
-    step = _TYPICAL_STEP * size
-    return np.array([[step, 0.0, _TYPICAL_ORIGIN[0] * size], [0.0, step, _TYPICAL_ORIGIN[1] * size]])
 
 
 def find_landmarks(image: np.ndarray) -> np.ndarray | None:
@@ -49,7 +38,7 @@ def find_landmarks(image: np.ndarray) -> np.ndarray | None:
 def chip_transforms(images: np.ndarray, size: int) -> np.ndarray:
     """float64 (N, 2, 3) chip -> loss-image affines for uint8 (N, S, S, 3) aligned images,
     the loss images being ``size`` px (the same frame, rescaled)."""
-    from babygan.identity.chip import chip_transform
+    from babygan.identity.chip import chip_transform, typical_transform
 
     out = []
     for i, image in enumerate(images):
@@ -58,7 +47,7 @@ def chip_transforms(images: np.ndarray, size: int) -> np.ndarray:
             log.warning(
                 "encoder: no face found in aligned image %d; the identity term uses a typical chip", i
             )
-            out.append(typical_transform(size))
+            out.append(typical_transform(size))  # the FFHQ crop's typical chip
             continue
         scale = size / image.shape[0]
         out.append(chip_transform((lm + 0.5) * scale - 0.5))

@@ -22,6 +22,44 @@ import numpy as np
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+#: the chip of a typical aligned face (FFHQ crop), as fractions of the image side: image px
+#: per chip px, and the chip's upper-left corner (x, y). Measured with dlib on the aligned
+#: faces of ../shared/faces (spread 0.01).
+TYPICAL_STEP = 0.0047
+TYPICAL_ORIGIN = (0.153, 0.258)
+
+
+def typical_transform(size: int, crop_scale: float = 1.0) -> np.ndarray:
+    """(2, 3) chip -> image affine of a typical face aligned by the FFHQ recipe with its square
+    scaled by ``crop_scale`` about the same centre (``babygan.align.Crop``), in a ``size`` px image."""
+    step = TYPICAL_STEP * size / crop_scale
+    x0, y0 = (((o - 0.5) / crop_scale + 0.5) * size for o in TYPICAL_ORIGIN)
+    return np.array([[step, 0.0, x0], [0.0, step, y0]])
+
+
+def fixed_chip_matrices(size: int, crop_scale: float = 1.0) -> tuple[int, np.ndarray, np.ndarray]:
+    """The typical chip of ``typical_transform`` as separable bilinear resampling, for images that
+    are all aligned the same way: (pyramid halvings, rows float32 (150, S), columns float32
+    (150, S)), S = size / 2**halvings; a chip is ``rows @ image @ columns.T`` on the image
+    average-pooled by 2 that many times (dlib's pyramid, roughly). The typical transform has no
+    rotation, so dlib's bilinear sampling separates; a sample whose 2x2 neighbourhood leaves the
+    image is 0, as dlib leaves it black.
+    """
+    t = typical_transform(size, crop_scale)
+    halvings = pyramid_factor(t)
+    t = (t + np.array([[0, 0, 0.5], [0, 0, 0.5]])) / 2**halvings - np.array([[0, 0, 0.5], [0, 0, 0.5]])
+    side = size // 2**halvings
+
+    def axis(step: float, origin: float) -> np.ndarray:
+        pos = origin + step * np.arange(CHIP_SIZE)
+        m = np.zeros((CHIP_SIZE, side), np.float32)
+        p0 = np.floor(pos).astype(np.int64)
+        frac = pos - p0
+        for i in np.flatnonzero((p0 >= 0) & (p0 + 1 <= side - 1)):
+            m[i, p0[i]], m[i, p0[i] + 1] = 1.0 - frac[i], frac[i]
+        return m
+
+    return halvings, axis(t[1, 1], t[1, 2]), axis(t[0, 0], t[0, 2])
 
 
 def chip_transform(landmarks: np.ndarray, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> np.ndarray:

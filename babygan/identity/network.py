@@ -56,14 +56,20 @@ def _add(a: Tensor, b: Tensor) -> Tensor:
     return _pad_to(a, height, channels) + _pad_to(b, height, channels)
 
 
-def descriptor(
+#: where ``features`` taps the network: the stem (72 px, 32 maps) and the last unit at each size
+#: (35 px / 32, 17 px / 64, 8 px / 128, 4 px / 256 maps), as LPIPS taps VGG at each stage
+FEATURE_UNITS = (2, 6, 9, 12)
+
+
+def features(
     params: Mapping[str, Tensor],
     chips: Tensor,
     mean_rgb: tuple[float, float, float],
     *,
     compute_dtype: str = "float32",
-) -> Tensor:
-    """float (N, 150, 150, 3) RGB chips in 0..255 -> float32 (N, 128) face descriptors.
+) -> tuple[list[Tensor], Tensor]:
+    """float (N, 150, 150, 3) RGB chips in 0..255 -> (feature maps float32 (N, h, w, c) after the
+    stem's ReLU and after each unit of ``FEATURE_UNITS``, descriptors float32 (N, 128)): one pass.
 
     ``compute_dtype="bfloat16"`` runs the convolutions in bfloat16; everything else,
     and the result, stays float32.
@@ -74,6 +80,7 @@ def descriptor(
     x = (ops.cast(chips, "float32") - np.asarray(mean_rgb, np.float32)) / 256.0
     x = _conv(x, params, "stem.conv", 2, compute_dtype)
     x = ops.relu(_affine(x, params, "stem.affine"))
+    taps = [x]
     x = ops.max_pool(x, 3, 2, padding="valid")
     for i, (_, stride) in enumerate(UNITS):
         p = f"unit{i}"
@@ -82,5 +89,19 @@ def descriptor(
         y = _affine(_conv(y, params, f"{p}.conv_b", 1, compute_dtype), params, f"{p}.affine_b")
         skip = x if stride == 1 else ops.average_pool(x, 2, 2, padding="valid")
         x = ops.relu(_add(y, skip))
+        if i in FEATURE_UNITS:
+            taps.append(x)
     x = ops.mean(x, axis=(1, 2))  # dlib's avg_pool_everything -> (N, 256)
-    return ops.matmul(x, params["fc.weight"])  # (N, 128)
+    return taps, ops.matmul(x, params["fc.weight"])  # (N, 128)
+
+
+def descriptor(
+    params: Mapping[str, Tensor],
+    chips: Tensor,
+    mean_rgb: tuple[float, float, float],
+    *,
+    compute_dtype: str = "float32",
+) -> Tensor:
+    """float (N, 150, 150, 3) RGB chips in 0..255 -> float32 (N, 128) face descriptors
+    (``features``' second result: the taps are tensors it computes anyway)."""
+    return features(params, chips, mean_rgb, compute_dtype=compute_dtype)[1]

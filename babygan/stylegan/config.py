@@ -18,6 +18,10 @@ ENCODER_PREFIX = "encoder."
 ENCODER_WIDTH_BASE = 4096
 ENCODER_WIDTH_MAX = 128
 ENCODER_HIDDEN = 512
+# Training-only parameters of a model grown by a block (babygan.train.grow): the previous top
+# resolution's ToRGB and E's FromRGB, faded out as the new block fades in (progressive GAN).
+FADE_TORGB = "synthesis.torgb_prev"
+FADE_FROMRGB = ENCODER_PREFIX + "fromrgb_prev"
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,19 @@ class GeneratorConfig:
         shapes["b4.dense1.weight"] = (ENCODER_HIDDEN, self.num_layers * self.dlatent_size)
         shapes["b4.dense1.bias"] = (self.num_layers * self.dlatent_size,)
         return {ENCODER_PREFIX + k: v for k, v in shapes.items()}
+
+    def fade_param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The fade-in's extra parameters (never in a model file): the ToRGB of the layer before
+        the last block (half resolution) and E's FromRGB into its second block."""
+        if self.resolution < 8:
+            raise ValueError("a model of 4 px has no block to fade in")
+        half_channels = self.layer_channels(self.num_layers - 3)
+        return {
+            f"{FADE_TORGB}.weight": (1, 1, half_channels, self.num_channels),
+            f"{FADE_TORGB}.bias": (self.num_channels,),
+            f"{FADE_FROMRGB}.weight": (1, 1, self.num_channels, self.encoder_width(self.resolution // 2)),
+            f"{FADE_FROMRGB}.bias": (self.encoder_width(self.resolution // 2),),
+        }
 
     def num_params(self, *, include_noise: bool = False) -> int:
         return sum(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from babygan.stylegan.config import ENCODER_PREFIX, GeneratorConfig
+from babygan.stylegan.config import ENCODER_PREFIX, FADE_FROMRGB, GeneratorConfig
 
 Tensor = Any
 _SQRT2 = math.sqrt(2.0)
@@ -66,11 +66,16 @@ def conv_down(x: Tensor, params: Any, name: str, dtype: str) -> Tensor:
     return lrelu(y + ops.cast(params[f"{name}.bias"], dtype))
 
 
-def encode(params: Any, images: Tensor, config: GeneratorConfig, *, compute_dtype: str = "float32") -> Tensor:
+def encode(
+    params: Any, images: Tensor, config: GeneratorConfig, *, compute_dtype: str = "float32",
+    fade_alpha: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """images float (N, R, R, 3) in [-1, 1] -> W+ codes float32 (N, num_layers, dlatent_size).
 
     ``params`` holds the ``encoder.*`` entries (other entries are ignored);
     ``compute_dtype="bfloat16"`` runs the convolutions in bfloat16, the dense layers in float32.
+    ``fade_alpha`` (float32 scalar in [0, 1]): a grown E in training (babygan.train.grow), whose
+    first block fades in over the previous FromRGB of the 2x2-averaged image.
     """
     p = {k[len(ENCODER_PREFIX) :]: v for k, v in params.items() if k.startswith(ENCODER_PREFIX)}
     dt = compute_dtype
@@ -79,6 +84,11 @@ def encode(params: Any, images: Tensor, config: GeneratorConfig, *, compute_dtyp
     while res > 4:
         x = conv(x, p, f"b{res}.conv0", dt)
         x = conv_down(x, p, f"b{res}.conv1", dt)
+        if fade_alpha is not None and res == config.resolution:
+            # alpha 0: exactly the smaller E reading the image averaged down to its size
+            small = ops.cast(ops.average_pool(ops.cast(images, "float32"), 2, 2, padding="valid"), dt)
+            old = conv(small, p, FADE_FROMRGB[len(ENCODER_PREFIX) :], dt)
+            x = old + (x - old) * ops.cast(fade_alpha, dt)
         res //= 2
     x = conv(x, p, "b4.conv", dt)
     x = ops.reshape(ops.cast(x, "float32"), (-1, 16 * config.encoder_width(4)))

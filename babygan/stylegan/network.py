@@ -24,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from babygan import backend
-from babygan.stylegan.config import GeneratorConfig
+from babygan.stylegan.config import FADE_TORGB, GeneratorConfig
 
 Tensor = Any  # a backend tensor (tf.Tensor, jax.Array, torch.Tensor) or a numpy array
 
@@ -265,6 +265,10 @@ def prepare_synthesis(
     rgb_w = params["synthesis.torgb.weight"]
     prep["torgb.weight"] = ops.cast(rgb_w * weight_scale(tuple(rgb_w.shape), 1.0), acc)
     prep["torgb.bias"] = ops.cast(params["synthesis.torgb.bias"], acc)
+    if f"{FADE_TORGB}.weight" in params:  # a grown model while its new block fades in (training only)
+        prev_w = params[f"{FADE_TORGB}.weight"]
+        prep["torgb_prev.weight"] = ops.cast(prev_w * weight_scale(tuple(prev_w.shape), 1.0), acc)
+        prep["torgb_prev.bias"] = ops.cast(params[f"{FADE_TORGB}.bias"], acc)
     return prep
 
 
@@ -275,6 +279,7 @@ def synthesis_prepared(
     noises: Sequence[Tensor] | None = None,
     *,
     compute_dtype: str = "float32",
+    fade_alpha: Tensor | None = None,
 ) -> Tensor:
     """``synthesis`` from ``prepare_synthesis(params, config, compute_dtype=...)``'s output."""
     dt = compute_dtype
@@ -296,7 +301,17 @@ def synthesis_prepared(
                 x = backend.blur(x, _blur_taps(config))
         # the epilogue casts its output for the next convolution (ToRGB takes acc)
         x = _epilogue(prep, config, layer, x, w, noises, acc, acc if layer == last else dt)
-    return backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
+        if layer == last - 2:
+            half = x  # the previous top resolution's features, for the fade-in below
+    rgb = backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
+    if fade_alpha is None:
+        return rgb
+    # progressive growing: the half-resolution ToRGB, nearest-upsampled, blended into the new
+    # block's image; alpha 0 = the smaller model's image exactly, 1 = the new block alone
+    old = ops.conv(ops.cast(half, acc), prep["torgb_prev.weight"], padding="same")
+    old = backend.bias_add(old, prep["torgb_prev.bias"])
+    old = ops.repeat(ops.repeat(old, 2, axis=1), 2, axis=2)
+    return old + (rgb - old) * ops.cast(fade_alpha, acc)
 
 
 def synthesis(
@@ -306,12 +321,14 @@ def synthesis(
     noises: Sequence[Tensor] | None = None,
     *,
     compute_dtype: str = "float32",
+    fade_alpha: Tensor | None = None,
 ) -> Tensor:
     """w float32 (N, num_layers, dlatent_size) -> images float32 (N, R, R, num_channels).
 
     ``noises``: one tensor per layer, float32 (1 or N, res, res, 1); None uses the stored
     ``synthesis.layer{i}.noise`` (official ``randomize_noise=False``). The output is the raw
-    network output (about [-1, 1] for a trained model).
+    network output (about [-1, 1] for a trained model). ``fade_alpha`` (a float32 scalar in
+    [0, 1]): a grown model in training, whose ``params`` hold ``FADE_TORGB`` (babygan.train.grow).
     """
     prep = prepare_synthesis(params, config, compute_dtype=compute_dtype)
-    return synthesis_prepared(prep, w, config, noises, compute_dtype=compute_dtype)
+    return synthesis_prepared(prep, w, config, noises, compute_dtype=compute_dtype, fade_alpha=fade_alpha)

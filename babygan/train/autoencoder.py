@@ -11,6 +11,10 @@ so a resumed run draws what an uninterrupted one would. Checkpoints as the GAN t
 (``babygan.train.checkpoint``): E, G (trainable synthesis), their EMA, G_fixed (the stored
 noise inputs), D and the Adam states.
 
+A run grown from a smaller model (``babygan.train.grow``, ``config.fade_kimg`` > 0) carries the
+fade-in's extra parameters in E and G and blends its new blocks in as ``fade_alpha`` goes
+from 0 to 1 over ``fade_kimg``; it is finished only once the fade is over.
+
 Arrays crossing the boundary: training images uint8 (N, R, R, 3); codes float32
 (N, num_layers, dlatent_size); reconstructions float32 in ~[-1, 1] or uint8.
 """
@@ -32,7 +36,9 @@ from keras import ops
 from babygan import backend
 from babygan.encoder.perceptual import msssim_loss_per_image
 from babygan.errors import BabyganError
+from babygan.quality import reconstruction_quality
 from babygan.stylegan import image_encoder, network
+from babygan.stylegan.config import ENCODER_PREFIX
 from babygan.stylegan.generator import to_uint8
 from babygan.train import augment, checkpoint, discriminator
 from babygan.train.config import AutoencoderConfig
@@ -40,7 +46,7 @@ from babygan.train.data import sample_batch
 from babygan.train.optim import adam_init, adam_update, ema_update
 from babygan.train.trainer import init_generator
 
-METRICS = ("recon", "l1", "msssim", "d_loss", "g_adv", "r1")
+METRICS = ("recon", "l1", "msssim", "lpips", "identity", "d_loss", "g_adv", "r1")
 _TRAINED = ("E", "G", "E_ema", "G_ema", "D", "EG_opt", "D_opt")
 
 
@@ -55,6 +61,11 @@ def init_state(config: AutoencoderConfig) -> dict[str, Any]:
     g = {k: v for k, v in g_all.items() if k.startswith("synthesis.") and not k.endswith(".noise")}
     fixed = {k: v for k, v in g_all.items() if k.endswith(".noise")}
     e = image_encoder.init_params(gc, config.seed)
+    if config.fade_kimg > 0:  # the grown run's fade-in parameters (babygan.train.grow sets them)
+        rng = np.random.default_rng([config.seed, 0xFADE])
+        for name, shape in gc.fade_param_shapes().items():
+            value = rng.standard_normal(shape) if name.endswith(".weight") else np.zeros(shape)
+            (e if name.startswith(ENCODER_PREFIX) else g)[name] = value.astype(np.float32)
     d = discriminator.init_params(gc, config.seed)
     return {
         "E": e,
@@ -107,11 +118,16 @@ class AutoencoderTrainer:
         self.stage_seconds = dict(stage_seconds or {"autoencoder": 0.0, "adversarial": 0.0})
         self._steps: dict[tuple[bool, bool], Callable[..., Any]] = {}
         self._encode_render: Callable[..., Any] | None = None
+        self._face: Any = None  # babygan.identity.perceptual.FacePerceptual, when a weight asks for it
 
     # ------------------------------------------------------------------ checkpoints
 
     @classmethod
-    def resume(cls, folder: str | os.PathLike[str], total_kimg: float | None = None) -> AutoencoderTrainer:
+    def resume(
+        cls, folder: str | os.PathLike[str], total_kimg: float | None = None, ae_kimg: float | None = None
+    ) -> AutoencoderTrainer:
+        """The run saved in ``folder``; ``total_kimg`` / ``ae_kimg`` retune the stage lengths (stage 1
+        may only be lengthened or shortened while it runs, and not below the fade)."""
         state, meta = checkpoint.load_checkpoint(folder)
         if meta.get("recipe") != "autoencoder":
             raise BabyganError(f"{folder}: not a checkpoint of the autoencoder recipe")
@@ -119,6 +135,14 @@ class AutoencoderTrainer:
             config = AutoencoderConfig.from_dict(meta["config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BabyganError(f"{folder}: checkpoint settings unreadable ({exc})") from exc
+        if ae_kimg is not None and ae_kimg != config.ae_kimg:
+            if int(meta["nimg"]) >= min(ae_kimg, config.ae_kimg) * 1000 or ae_kimg < config.fade_kimg:
+                at = int(meta["nimg"]) / 1000
+                raise BabyganError(
+                    f"{folder}: stage 1 cannot end at {ae_kimg:g} kimg (the run is at {at:g} kimg, "
+                    f"stage 1 to {config.ae_kimg:g}, fade {config.fade_kimg:g})"
+                )
+            config = replace(config, ae_kimg=ae_kimg, total_kimg=max(config.total_kimg, ae_kimg))
         if total_kimg is not None:
             config = replace(config, total_kimg=max(total_kimg, config.ae_kimg))
         flat_have, flat_want = checkpoint.flatten(state), checkpoint.flatten(init_state(config))
@@ -154,8 +178,37 @@ class AutoencoderTrainer:
         """Whether the next step is of stage 2."""
         return self.nimg >= self.config.ae_kimg * 1000
 
-    def _decode(self, g_params: Any, fixed: Any, w: Any) -> Any:
-        return network.synthesis({**g_params, **fixed}, w, self.gconfig, compute_dtype=self.compute_dtype)
+    @property
+    def fade_alpha(self) -> float:
+        """How far a grown run's new blocks have faded in: 0 at the start, 1 after ``fade_kimg``
+        (and always 1 for a run that was not grown)."""
+        if self.config.fade_kimg <= 0:
+            return 1.0
+        return min(1.0, self.nimg / (self.config.fade_kimg * 1000))
+
+    def _fade(self, alpha: Any) -> Any:
+        """What E and the synthesis get as ``fade_alpha``: None unless the run is grown."""
+        return alpha if self.config.fade_kimg > 0 else None
+
+    def _encode(self, e_params: Any, images: Any, alpha: Any) -> Any:
+        return image_encoder.encode(
+            e_params, images, self.gconfig, compute_dtype=self.compute_dtype, fade_alpha=self._fade(alpha)
+        )
+
+    def _decode(self, g_params: Any, fixed: Any, w: Any, alpha: Any) -> Any:
+        return network.synthesis(
+            {**g_params, **fixed}, w, self.gconfig, compute_dtype=self.compute_dtype,
+            fade_alpha=self._fade(alpha),
+        )  # fmt: skip
+
+    def face_measure(self) -> Any:
+        """dlib's face network for the perceptual and identity terms, loaded once (FacePerceptual)."""
+        if self._face is None:
+            from babygan.identity.perceptual import FacePerceptual
+
+            c = self.config
+            self._face = FacePerceptual(c.resolution, c.crop_scale, compute_dtype=self.compute_dtype)
+        return self._face
 
     def _make_step(self, adversarial: bool, with_r1: bool) -> Callable[..., Any]:
         c, gc, dt = self.config, self.gconfig, self.compute_dtype
@@ -164,18 +217,25 @@ class AutoencoderTrainer:
         adam = {"beta1": c.adam_beta1, "beta2": c.adam_beta2, "eps": c.adam_eps}
         nan = np.float32(np.nan)
 
-        def fakes_of(eg, fixed, reals, mix):
-            w = image_encoder.encode(eg, reals, gc, compute_dtype=dt)
-            recon = self._decode(eg, fixed, w)
+        face = self.face_measure() if c.perceptual_weight > 0 or c.identity_weight > 0 else None
+
+        def fakes_of(eg, fixed, reals, mix, alpha):
+            w = self._encode(eg, reals, alpha)
+            recon = self._decode(eg, fixed, w, alpha)
             if not adversarial:
                 return recon, None
             # codes blended between two faces of the batch: what a child prediction decodes
-            blend = self._decode(eg, fixed, w * mix + ops.roll(w, 1, axis=0) * (1.0 - mix))
+            blend = self._decode(eg, fixed, w * mix + ops.roll(w, 1, axis=0) * (1.0 - mix), alpha)
             return recon, blend
 
-        def eg_loss(eg, fixed, d_params, reals, mix, aug):
-            recon, blend = fakes_of(eg, fixed, reals, mix)
+        def eg_loss(eg, fixed, d_params, reals, mix, aug, alpha):
+            recon, blend = fakes_of(eg, fixed, reals, mix, alpha)
             total, l1, ms = reconstruction_loss(recon, reals, c.msssim_weight)
+            lp = idd = ops.convert_to_tensor(nan)
+            if face is not None:  # dlib's network: one pass for both terms
+                lp_n, id_n = face.distances(recon, reals)
+                total = total + c.perceptual_weight * lp_n + c.identity_weight * id_n
+                lp, idd = ops.mean(lp_n), ops.mean(id_n)
             loss = ops.mean(total)
             g_adv = ops.convert_to_tensor(nan)
             if adversarial:
@@ -184,17 +244,19 @@ class AutoencoderTrainer:
                     ops.softplus(-d_net(d_params, augment.augment(fakes, aug), gc, compute_dtype=dt))
                 )
                 loss = loss + c.adv_weight * g_adv
-            return loss, (ops.mean(total), ops.mean(l1), ops.mean(ms), g_adv, ops.stop_gradient(
+            return loss, (ops.mean(total), ops.mean(l1), ops.mean(ms), lp, idd, g_adv, ops.stop_gradient(
                 ops.concatenate([recon, blend], axis=0) if adversarial else recon))  # fmt: skip
 
         d_loss = discriminator.make_d_loss(gc, dt, with_r1=with_r1, gamma=c.r1_gamma, interval=c.r1_interval)
 
         eg_grad, d_grad = vg(eg_loss), vg(d_loss)
 
-        def step(state, fixed, reals_u8, reals2_u8, mix, aug_g, aug_df, aug_dr, ema_beta):
+        def step(state, fixed, reals_u8, reals2_u8, mix, aug_g, aug_df, aug_dr, ema_beta, alpha):
             reals = ops.cast(reals_u8, "float32") * (1.0 / 127.5) - 1.0
             eg = {**state["E"], **state["G"]}
-            (_, (recon, l1, ms, g_adv, fakes)), grads = eg_grad(eg, fixed, state["D"], reals, mix, aug_g)
+            (_, (recon, l1, ms, lp, idd, g_adv, fakes)), grads = eg_grad(
+                eg, fixed, state["D"], reals, mix, aug_g, alpha
+            )
             eg, eg_opt = adam_update(eg, grads, state["EG_opt"], lr=c.lr, **adam)
             e = {k: eg[k] for k in state["E"]}
             g = {k: eg[k] for k in state["G"]}
@@ -215,7 +277,7 @@ class AutoencoderTrainer:
                 "EG_opt": eg_opt,
                 "D_opt": d_opt,
             }
-            return new, ops.stack([recon, l1, ms, d_l, g_adv, r1])
+            return new, ops.stack([recon, l1, ms, lp, idd, d_l, g_adv, r1])
 
         return backend.jit(step)
 
@@ -231,10 +293,10 @@ class AutoencoderTrainer:
         aug_dr = augment.draw_params(rng, 2 * b, c.resolution, c.policy)
         ema_nimg = min(c.ema_kimg * 1000.0, max(self.nimg, b) * 0.1)
         ema_beta = np.float32(0.5 ** (b / max(ema_nimg, 1e-8)))
-        return reals, reals2, mix, aug_g, aug_df, aug_dr, ema_beta
+        return reals, reals2, mix, aug_g, aug_df, aug_dr, ema_beta, np.float32(self.fade_alpha)
 
     def train_step(self, images: np.ndarray) -> Any:
-        """One update on a batch drawn from ``images`` uint8 (N, R, R, 3) -> metrics (6,) tensor."""
+        """One update on a batch drawn from ``images`` uint8 (N, R, R, 3) -> metrics (8,) tensor."""
         adversarial = self.adversarial
         key = (adversarial, adversarial and self.step % self.config.r1_interval == 0)
         if key not in self._steps:
@@ -328,11 +390,20 @@ class AutoencoderTrainer:
             for i, name in enumerate(METRICS):
                 col = values[:, i][~np.isnan(values[:, i])]
                 record[name] = float(col.mean()) if len(col) else float("nan")
+        c = self.config
+        if c.fade_kimg > 0:
+            record["fade_alpha"] = self.fade_alpha
+        face = (
+            f", face {record['lpips']:.3f}, id {record['identity']:.3f}"
+            if c.perceptual_weight or c.identity_weight
+            else ""
+        )
+        fade = f"  fade {self.fade_alpha:.2f}" if c.fade_kimg > 0 and self.fade_alpha < 1 else ""
         print_fn(
             f"kimg {record['kimg']:7.1f}  step {self.step:6d}  {record['minutes']:6.1f} min  "
             f"{rate:6.1f} img/s  "
-            f"recon {record['recon']:.4f} (L1 {record['l1']:.4f}, 1-MS-SSIM {record['msssim']:.4f})  "
-            f"D {record['d_loss']:.3f}  G adv {record['g_adv']:.3f}  R1 {record['r1']:.4f}"
+            f"recon {record['recon']:.4f} (L1 {record['l1']:.4f}, 1-MS-SSIM {record['msssim']:.4f}{face})  "
+            f"D {record['d_loss']:.3f}  G adv {record['g_adv']:.3f}  R1 {record['r1']:.4f}{fade}"
         )
         self._log(out, record)
         return record
@@ -352,16 +423,17 @@ class AutoencoderTrainer:
         if self._encode_render is None:
             gc, dt = self.gconfig, self.compute_dtype
 
-            def run(params, faces_u8):
+            def run(params, faces_u8, alpha):
                 x = ops.cast(faces_u8, "float32") * (1.0 / 127.5) - 1.0
-                w = image_encoder.encode(params, x, gc, compute_dtype=dt)
-                return w, network.synthesis(params, w, gc, compute_dtype=dt)
+                w = self._encode(params, x, alpha)
+                return w, network.synthesis(params, w, gc, compute_dtype=dt, fade_alpha=self._fade(alpha))
 
             self._encode_render = backend.jit(run)
         params = self.ema_params()
+        alpha = np.float32(self.fade_alpha)
         codes, recons = [], []
         for i in range(0, len(faces), chunk):
-            w, img = self._encode_render(params, np.asarray(faces[i : i + chunk], np.uint8))
+            w, img = self._encode_render(params, np.asarray(faces[i : i + chunk], np.uint8), alpha)
             codes.append(np.asarray(ops.convert_to_numpy(w), np.float32))
             recons.append(np.asarray(ops.convert_to_numpy(img), np.float32))
         return np.concatenate(codes), np.concatenate(recons)
@@ -378,15 +450,3 @@ class AutoencoderTrainer:
         rows = [f for pair in zip(faces, to_uint8(recon), strict=True) for f in pair]
         grid = contact_sheet(rows, columns=8, gap=2)
         return save_png(out / "samples.png", grid, {"kimg": self.nimg / 1000, "step": self.step})
-
-
-def reconstruction_quality(recon: np.ndarray, faces: np.ndarray) -> dict[str, float]:
-    """Mean PSNR (dB, peak 255) and mean MS-SSIM of uint8 reconstructions against uint8 faces."""
-    a = np.asarray(recon, np.float64)
-    b = np.asarray(faces, np.float64)
-    mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
-    psnr = float(np.mean(10 * np.log10(255.0**2 / mse)))
-    ms = 1.0 - np.asarray(
-        ops.convert_to_numpy(msssim_loss_per_image(a.astype(np.float32), b.astype(np.float32)))
-    )
-    return {"psnr": psnr, "msssim": float(np.mean(ms)), "faces": len(faces)}

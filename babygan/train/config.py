@@ -104,6 +104,11 @@ class AutoencoderConfig:
     ``total_kimg``): the discriminator joins, on reconstructions and on decodes of codes
     blended between two faces (what a child prediction draws), with the non-saturating loss
     weighted ``adv_weight`` beside the reconstruction loss, lazy R1 and DiffAugment.
+
+    The reconstruction loss may add a perceptual distance on dlib's face network and the
+    distance of dlib's descriptors (``perceptual_weight``, ``identity_weight``; faces cut by the
+    typical chip of ``crop_scale``, babygan.identity.perceptual). A run grown from a smaller
+    model (babygan.train.grow) fades its new blocks in over the first ``fade_kimg``.
     """
 
     resolution: int = 64
@@ -117,6 +122,9 @@ class AutoencoderConfig:
     adam_beta2: float = 0.99
     adam_eps: float = 1e-8
     msssim_weight: float = 1.0
+    perceptual_weight: float = 0.0
+    identity_weight: float = 0.0
+    crop_scale: float = 0.7  # the training faces' crop (babygan.utkface.CROP_SCALE), for the face network
     adv_weight: float = 0.1
     r1_gamma: float = 0.05
     r1_interval: int = 16
@@ -126,6 +134,8 @@ class AutoencoderConfig:
     mixed_precision: bool = True
     ae_kimg: float = 100.0
     total_kimg: float = 112.0
+    fade_kimg: float = 0.0  # > 0: grown from a model of half the resolution, faded in over this
+    grown_from: str = ""  # what it was grown from (a record only)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -134,6 +144,10 @@ class AutoencoderConfig:
             raise ValueError(f"batch must be an even number >= 2, not {self.batch}")
         if not 0 < self.ae_kimg <= self.total_kimg:
             raise ValueError("ae_kimg must be > 0 and <= total_kimg")
+        if not 0 <= self.fade_kimg <= self.ae_kimg:
+            raise ValueError("fade_kimg must be >= 0 and <= ae_kimg (the fade ends within stage 1)")
+        if min(self.perceptual_weight, self.identity_weight, self.msssim_weight, self.adv_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
         augment_policy(self.augment)  # validates it
 
     @property
@@ -158,3 +172,23 @@ class AutoencoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoencoderConfig:
         return from_known_fields(cls, data, "training settings")
+
+
+#: The 128 px recipe: the shipped 64 px model grown by a block (``--grow-from``), trained about
+#: 3 hours on a 2-core CPU. Stage lengths are estimates from the 64 px run's measured speed (stage
+#: 1 37 images/s, stage 2 10.5) and the multiply-adds per image at 128 px (G 2.3 G against 1.16,
+#: E 0.86 against 0.58, D as G, dlib's network 0.25 G per chip on the reconstruction and its
+#: target): about 2x the work per image, so ~15 images/s in stage 1 (55 kimg, ~61 min) and
+#: ~4.8 in stage 2 (30 kimg, ~104 min). Retune from the images/s of log.jsonl: a stage's kimg =
+#: its images/s x its minutes x 0.06 (``--ae-kimg`` / ``--kimg`` on resuming).
+GROWN_128 = {
+    "resolution": 128,
+    "ae_kimg": 55.0,
+    "total_kimg": 85.0,
+    "fade_kimg": 10.0,
+    "perceptual_weight": 0.1,
+    "identity_weight": 0.1,
+    "adv_weight": 0.1,
+    "r1_gamma": 0.1,  # 0.0002 x 128^2 / 32 (the 64 px run used 2x its heuristic, 0.05)
+    "ema_kimg": 2.0,
+}

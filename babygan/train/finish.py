@@ -23,6 +23,7 @@ import numpy as np
 
 from babygan import quality
 from babygan.directions_fit import FittedDirections, fit_wplus_directions
+from babygan.errors import BabyganError
 from babygan.stylegan.generator import Generator, to_uint8
 from babygan.train.autoencoder import AutoencoderTrainer, reconstruction_quality
 
@@ -54,6 +55,11 @@ def finished_generator(
 ) -> tuple[Generator, float]:
     """The run's EMA synthesis network and E, with the z -> W+ map fitted to ``codes``, as a
     Generator (``info`` records the crop, name, licence); and the variance share kept."""
+    if trainer.fade_alpha < 1:
+        raise BabyganError(
+            f"the run's new block is still fading in (alpha {trainer.fade_alpha:.2f} at "
+            f"{trainer.nimg / 1000:g} kimg of {trainer.config.fade_kimg:g}): train it further first"
+        )
     gc = replace(trainer.gconfig, mapping_kind="linear", image_encoder=True)
     mapping, explained = fit_linear_mapping(codes, gc.latent_size)
     params = {**trainer.ema_params(), **mapping}
