@@ -135,7 +135,9 @@ def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=False)
+        # no AutoGraph: babygan's functions are plain keras.ops with no Python control flow on
+        # tensors, and transpiling them took over half of a cold predict's first step (7 of 13 s)
+        return tf.function(fn, jit_compile=False, autograph=False)
     if backend == "jax":
         import jax
 
@@ -176,8 +178,8 @@ def fuse(
             return plain
         import tensorflow as tf
 
-        fwd = tf.function(forward, jit_compile=True)
-        bwd = tf.function(backward, jit_compile=True)
+        fwd = tf.function(forward, jit_compile=True, autograph=False)
+        bwd = tf.function(backward, jit_compile=True, autograph=False)
 
         def call(*args: Any, **kw: Any) -> Any:
             if set(kw) != set(static):

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from babygan.align import Crop, align_image, detect_faces, ffhq_quad
+from babygan.align import SUPERSAMPLE, Crop, align_image, detect_faces, ffhq_quad
 from babygan.atomic import atomic_path
 from babygan.errors import BabyganError
 from babygan.models import cache_dir, cached_sha256
@@ -52,7 +52,7 @@ CROP_SCALE = 0.7
 #: the crop's JSON form, as the built-in model's file records it (babygan.align.Crop reads it)
 CROP = Crop(scale=CROP_SCALE).to_dict()
 # align_image's supersampling, as FFHQ's 4096 -> 1024.
-TRANSFORM_FACTOR = 4
+TRANSFORM_FACTOR = SUPERSAMPLE
 _SUFFIX = ".jpg.chip.jpg"
 _CACHE_VERSION = 1
 

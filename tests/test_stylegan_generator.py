@@ -159,15 +159,21 @@ def test_gradient_through_synthesis_and_a_compiled_descent_step(G: Generator) ->
     assert float(last) < float(first)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("batch_noise", [False, True])
-def test_synthesis_gradients_match_finite_differences(G: Generator, batch_noise: bool) -> None:
+def test_synthesis_gradients_match_finite_differences(
+    G: Generator, batch_noise: bool, fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The gradients the encoder and the trainers descend (through the fused layer epilogue,
-    whose backward pass is written out) are the true derivatives: float64 central differences
-    along random directions, for w, the noise inputs and every kind of parameter."""
+    whose backward pass is written out, and through the op-by-op one small layers run) are the
+    true derivatives: float64 central differences along random directions, for w, the noise
+    inputs and every kind of parameter."""
     from keras import ops
 
     from babygan import backend
     from babygan.stylegan import network
+
+    monkeypatch.setattr(network, "FUSE_MIN_PIXELS", 0 if fused else 10**9)
 
     if "64" not in str(ops.convert_to_tensor(np.zeros(1)).dtype):
         pytest.skip("this backend computes float64 in float32 (JAX without jax_enable_x64)")

@@ -181,6 +181,9 @@ def _epilogue_param_grads(
 # A dozen passes over the largest activations when run op by op, forward and three times that
 # backward; fused, about three each way. Under TensorFlow this is the render's largest cost
 # (scripts/bench_synthesis_stages.py) and most of the encoder's (scripts/bench_encoder_step.py).
+#: layers smaller than this run their epilogue op by op: there XLA's compile of the fused kernels
+#: costs more than the passes it saves (a cold predict of the 64 px built-in model: 1.5 s of 14)
+FUSE_MIN_PIXELS = 128 * 128
 _fused_epilogue = backend.fuse(
     _epilogue_forward, _epilogue_backward, _epilogue_param_grads, static=("acc", "out_dtype")
 )
@@ -197,7 +200,8 @@ def _epilogue(
     out_dtype: str,
 ) -> Tensor:
     """Layer ``layer``'s epilogue on its convolution's output y: gathers its noise, bias and
-    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_forward` fused."""
+    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_forward`, fused from
+    ``FUSE_MIN_PIXELS`` up."""
     p = f"layer{layer}"
     noise = strength = None
     if config.use_noise:
@@ -205,7 +209,10 @@ def _epilogue(
         strength = prep[f"{p}.noise_strength"]
     style = ops.matmul(w[:, layer], prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
     style = ops.expand_dims(ops.expand_dims(style, 1), 1)  # (N, 1, 1, 2ch): scale (as 1 + s), bias
-    return _fused_epilogue(y, noise, strength, prep[f"{p}.bias"], style, acc=acc, out_dtype=out_dtype)
+    args = (y, noise, strength, prep[f"{p}.bias"], style)
+    if int(y.shape[1]) * int(y.shape[2]) < FUSE_MIN_PIXELS:
+        return _epilogue_forward(*args, acc=acc, out_dtype=out_dtype)[0]
+    return _fused_epilogue(*args, acc=acc, out_dtype=out_dtype)
 
 
 def _conv_kernel(params: Mapping[str, Tensor], layer: int, up: bool, fused: bool) -> Tensor:
