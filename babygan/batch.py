@@ -255,26 +255,26 @@ def run_batch(
     out = Path(output_dir).resolve()
     if on_start is not None:
         on_start(rows)
-    todo = []
-    for row in rows:
-        if row.ok is None and resume and _resumed(row, options, out, settings):
-            log.info("row %s: done already, kept", row.name)
-        elif row.ok is None:
-            todo.append(row)
-            continue
-        if on_row is not None:
-            on_row(row)
     if runner is None:
         session = session or Session()
         runner = functools.partial(local_rows, session)
     try:
+        todo = []
+        for row in rows:
+            if row.ok is None and resume and _resumed(row, options, out, settings):
+                log.info("row %s: done already, kept", row.name)
+            elif row.ok is None:
+                todo.append(row)
+                continue
+            if on_row is not None:
+                on_row(row)
         if todo:
             for row, outcome in runner(todo, options, out):
                 _finish(row, outcome, out, settings)
                 if on_row is not None:
                     on_row(row)
     except BaseException:  # Ctrl-C, or the runner itself failed: the summary says what is done
-        for row in todo:
+        for row in rows:
             if row.ok is None:
                 row.error = "not done: the batch stopped before this row finished (resume finishes it)"
         raise

@@ -47,5 +47,3 @@ def builtin_model_file() -> Path:
             "(or no --model)"
         )
     return path
-
-

@@ -77,7 +77,7 @@ def connected(address: str | None = None) -> Iterator[Any]:
             address="local" if local else address,
             include_dashboard=False if local else None,
             log_to_driver=False,  # the workers' chatter stays in their logs; rows report their errors
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,  # not its notes on the console
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if local else f"the Ray cluster at {address}"
@@ -171,6 +171,7 @@ class RayWorkers:
         self._deaths: list[int] = []
         self._idle: list[int] = []
         self._starting: dict[Any, int] = {}  # ready() call -> worker
+        self._abandoned: dict[Any, int] = {}  # a row left running by a run stopped early -> worker
         self._gone: set[int] = set()  # given up
         self._errors: list[str] = []  # why workers could not start
 
@@ -232,8 +233,20 @@ class RayWorkers:
         else:
             self._starting[self._actors[i].ready.remote()] = i
 
-    def _started(self, ref: Any) -> None:
+    def _freed(self, ref: Any) -> None:
+        """A worker's ``ready`` answered, or a row it was left running ended: free it, or not."""
         ray = import_ray()
+        if ref in self._abandoned:
+            i = self._abandoned.pop(ref)
+            try:
+                ray.get(ref)
+            except _worker_lost() as exc:
+                self._died(i, exc)
+                return
+            except ray.exceptions.RayError:
+                pass
+            self._idle.append(i)
+            return
         i = self._starting.pop(ref)
         try:
             info = ray.get(ref)
@@ -249,6 +262,7 @@ class RayWorkers:
             log.warning(
                 "ray: worker %s runs babygan %s, this driver %s", info["worker"], info["babygan"], __version__
             )
+        log.debug("ray: worker %d ready: %s", i, info["worker"])
         self._idle.append(i)
 
     def close(self) -> None:
@@ -262,7 +276,8 @@ class RayWorkers:
         for a in live:
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
-        self._actors, self._deaths, self._idle, self._starting, self._gone = [], [], [], {}, set()
+        self._actors, self._deaths, self._idle, self._gone = [], [], [], set()
+        self._starting, self._abandoned = {}, {}
 
     # -- rows --------------------------------------------------------------------
 
@@ -275,39 +290,61 @@ class RayWorkers:
         photos = _Photos(ray, [p for j in jobs for p in (j.row.father, j.row.mother)])
         running: dict[Any, tuple[int, _Job]] = {}
         self._grow(len(jobs))
-        while jobs or running:
-            # hand rows to the free workers, until none is free; a row with a missing photo ends here
-            assigned = True
-            while assigned:
-                assigned = False
-                for i, job in self._assign(jobs):
-                    assigned = True
-                    try:
-                        data = (photos.ref(job.row.father), photos.ref(job.row.mother))
-                    except BabyganError as exc:
-                        self._idle.append(i)
-                        photos.release(job.row)
-                        yield job.original, RowOutcome(error=str(exc))
-                        continue
-                    running[self._actors[i].run.remote(job.row, options, output_dir, *data)] = (i, job)
-            if not running and not self._starting:
-                if jobs:  # rows left and no worker to run them
+        ended: list[tuple[BatchRow, RowOutcome]] = []
+        try:
+            while True:
+                ended += self._hand_out(jobs, running, photos, options, output_dir)
+                # the free workers have their next rows before the driver writes what ended
+                while ended:
+                    yield ended.pop(0)
+                if not jobs and not running:
+                    return
+                if not running and not self._starting and not self._abandoned:
                     why = "; ".join(dict.fromkeys(self._errors)) or "every worker is gone"
                     raise BabyganError(f"no Ray worker could run the rows: {why}")
-                break
-            ready, _ = ray.wait([*running, *self._starting], num_returns=1, timeout=_POLL_S)
-            for ref in ready:
-                if ref in self._starting:
-                    self._started(ref)
+                waiting = [*running, *self._starting, *self._abandoned]
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=_POLL_S)
+                for ref in ready:
+                    if ref not in running:
+                        self._freed(ref)
+                        continue
+                    i, job = running.pop(ref)
+                    outcome = self._outcome(ref, i, job, jobs)
+                    if outcome is not None:  # None: its worker died, the row waits to start again
+                        self._idle.append(i)
+                        photos.release(job.row)
+                        outcome.retries = job.retries
+                        ended.append((job.original, outcome))
+        finally:
+            # stopped early (Ctrl-C, an error): rows still running end unseen, and free their workers
+            for ref, (i, _) in running.items():
+                self._abandoned[ref] = i
+
+    def _hand_out(
+        self,
+        jobs: deque[_Job],
+        running: dict[Any, tuple[int, _Job]],
+        photos: _Photos,
+        options: ChildOptions,
+        output_dir: Path,
+    ) -> list[tuple[BatchRow, RowOutcome]]:
+        """Give each free worker a row, until no worker is free or no row is left; the rows
+        that end here (a photo missing on the driver) are returned."""
+        ended = []
+        assigned = True
+        while assigned:
+            assigned = False
+            for i, job in self._assign(jobs):
+                assigned = True
+                try:
+                    data = (photos.ref(job.row.father), photos.ref(job.row.mother))
+                except BabyganError as exc:
+                    self._idle.append(i)
+                    photos.release(job.row)
+                    ended.append((job.original, RowOutcome(error=str(exc))))
                     continue
-                i, job = running.pop(ref)
-                outcome = self._outcome(ref, i, job, jobs)
-                if outcome is None:
-                    continue  # started again
-                self._idle.append(i)
-                photos.release(job.row)
-                outcome.retries = job.retries
-                yield job.original, outcome
+                running[self._actors[i].run.remote(job.row, options, output_dir, *data)] = (i, job)
+        return ended
 
     def _assign(self, jobs: deque[_Job]) -> Iterator[tuple[int, _Job]]:
         """(free worker, job) pairs; a retried row goes to another worker than the one it died
