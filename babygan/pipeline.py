@@ -50,7 +50,6 @@ __all__ = [
 #: unless ``size`` says otherwise, so people can see them; records keep the model's resolution
 SHOWN_MIN = 256
 
-
 @dataclass(frozen=True)
 class EditOptions:
     """How the parents are mixed and edited, apart from the age (what an age sweep keeps fixed).

@@ -47,3 +47,5 @@ def builtin_model_file() -> Path:
             "(or no --model)"
         )
     return path
+
+
