@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
-import shutil
-import socket
-import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from babygan import __version__, backend
-from babygan.atomic import write_bytes_atomic
-from babygan.batch import BatchRow, RowOutcome, run_batch, run_row
+from babygan import __version__
+from babygan.batch import BatchRow, RowOutcome, run_batch
+from babygan.distributed.worker import RowWorker, SessionOpener
 from babygan.errors import BabyganError
 from babygan.pipeline import ChildOptions
 from babygan.session import Session
@@ -45,9 +41,6 @@ log = logging.getLogger("babygan")
 DEFAULT_MAX_RESTARTS = 3
 #: how often the driver wakes while it waits for workers (so that Ctrl-C is seen at once)
 _POLL_S = 0.5
-
-#: makes a worker's Session (called on the worker): ``Session``, a lambda, ``SessionOptions.open``
-SessionOpener = Callable[[], Session]
 
 
 def import_ray() -> Any:
@@ -87,48 +80,6 @@ def connected(address: str | None = None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-class RowWorker:
-    """One worker process (a Ray actor): a Session for every row it runs.
-
-    The photos it is sent are kept in a private folder, named by their SHA-256, so that the
-    Session's memo and the encoder's cache see a photo sent twice as one photo.
-    """
-
-    def __init__(self, open_session: SessionOpener) -> None:
-        self._open = open_session
-        self._session: Session | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="babygan-ray-")).resolve()
-        self.name = f"{socket.gethostname()} {os.getpid()}"
-
-    def ready(self) -> dict[str, Any]:
-        """Start the backend, open the Session and load the generator; who this worker is."""
-        backend.ensure_started()
-        if self._session is None:
-            self._session = self._open()
-        _ = self._session.generator
-        return {"worker": self.name, "pid": os.getpid(), "babygan": __version__}
-
-    def run(
-        self, row: BatchRow, options: ChildOptions, output_dir: Path, father: bytes, mother: bytes
-    ) -> RowOutcome:
-        if self._session is None:
-            self.ready()
-        assert self._session is not None
-        photos = (self._keep(row.father, father), self._keep(row.mother, mother))
-        outcome = run_row(row, options, self._session, output_dir, photos)
-        outcome.worker = self.name
-        return outcome
-
-    def _keep(self, original: Path, data: bytes) -> Path:
-        path = self._dir / f"{hashlib.sha256(data).hexdigest()}{Path(original).suffix.lower()}"
-        if not path.is_file():
-            write_bytes_atomic(path, data)
-        return path
-
-    def close(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 @dataclass
@@ -174,6 +125,7 @@ class RayWorkers:
         self._abandoned: dict[Any, int] = {}  # a row left running by a run stopped early -> worker
         self._gone: set[int] = set()  # given up
         self._errors: list[str] = []  # why workers could not start
+        self._ready = False  # whether a worker has started
 
     def __enter__(self) -> RayWorkers:
         return self
@@ -256,13 +208,16 @@ class RayWorkers:
         except ray.exceptions.RayError as exc:  # its Session could not open: a missing file...
             self._gone.add(i)
             self._errors.append(_cause(exc))
-            log.warning("ray: worker %d cannot start: %s", i, _cause(exc))
+            # said now while others work; else the one error that ends the run says it
+            say = log.warning if self._ready else log.debug
+            say("ray: worker %d cannot start: %s", i, _cause(exc))
             return
         if info.get("babygan") != __version__:
             log.warning(
                 "ray: worker %s runs babygan %s, this driver %s", info["worker"], info["babygan"], __version__
             )
         log.debug("ray: worker %d ready: %s", i, info["worker"])
+        self._ready = True
         self._idle.append(i)
 
     def close(self) -> None:
@@ -273,7 +228,7 @@ class RayWorkers:
         live = [self._actors[i] for i in self._live()]
         with contextlib.suppress(Exception):
             ray.wait([a.close.remote() for a in live], num_returns=len(live), timeout=2.0)
-        for a in live:
+        for a in self._actors:  # those given up too: one whose Session failed still holds its CPUs
             with contextlib.suppress(Exception):
                 ray.kill(a, no_restart=True)
         self._actors, self._deaths, self._idle, self._gone = [], [], [], set()
@@ -311,7 +266,6 @@ class RayWorkers:
                     i, job = running.pop(ref)
                     outcome = self._outcome(ref, i, job, jobs)
                     if outcome is not None:  # None: its worker died, the row waits to start again
-                        self._idle.append(i)
                         photos.release(job.row)
                         outcome.retries = job.retries
                         ended.append((job.original, outcome))
@@ -359,10 +313,13 @@ class RayWorkers:
             yield i, job
 
     def _outcome(self, ref: Any, i: int, job: _Job, jobs: deque[_Job]) -> RowOutcome | None:
-        """The row's outcome; None when its worker died and the row waits to be started again."""
+        """The row's outcome (worker ``i`` free again, unless it died); None when its worker died
+        and the row waits to be started again."""
         ray = import_ray()
         try:
-            return ray.get(ref)
+            outcome = ray.get(ref)
+            self._idle.append(i)
+            return outcome
         except _worker_lost() as exc:
             self._died(i, exc)
             if job.retries >= 1:  # died twice with this row: the row is the likely cause
@@ -372,6 +329,7 @@ class RayWorkers:
             jobs.appendleft(job)
             return None
         except ray.exceptions.RayError as exc:  # not an error of the row's own (run_row returns those)
+            self._idle.append(i)
             return RowOutcome(error=_cause(exc))
 
 
