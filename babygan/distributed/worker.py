@@ -21,6 +21,8 @@ from babygan.batch import BatchRow, RowOutcome, run_row
 from babygan.pipeline import ChildOptions
 from babygan.session import Session
 
+_PREFIX = "babygan-ray-"
+
 #: makes a worker's Session (called on the worker): ``Session``, a lambda, ``SessionOptions.open``
 SessionOpener = Callable[[], Session]
 
@@ -29,13 +31,16 @@ class RowWorker:
     """One worker process (a Ray actor): a Session for every row it runs.
 
     The photos it is sent are kept in a private folder, named by their SHA-256, so that the
-    Session's memo and the encoder's cache see a photo sent twice as one photo.
+    Session's memo and the encoder's cache see a photo sent twice as one photo. The folder is
+    removed by ``close``; a worker killed first leaves it, and the next worker on that machine
+    removes it (its name holds the process id).
     """
 
     def __init__(self, open_session: SessionOpener) -> None:
         self._open = open_session
         self._session: Session | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="babygan-ray-")).resolve()
+        _remove_orphans()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")).resolve()
         self.name = f"{socket.gethostname()} {os.getpid()}"
 
     def ready(self) -> dict[str, Any]:
@@ -65,3 +70,17 @@ class RowWorker:
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Remove the photo folders of this user's workers that are gone (killed before ``close``)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_PREFIX).split("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # raises when no such process: that worker is gone
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
