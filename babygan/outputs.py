@@ -9,16 +9,19 @@ Images are written by babygan/render.py, everything else through babygan/atomic.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from babygan import __version__, render
-from babygan.atomic import atomic_path, write_text_atomic
+from babygan.atomic import atomic_path, write_bytes_atomic
+from babygan.models import sha256_file
 
 if TYPE_CHECKING:
     from babygan.pipeline import EditOptions, PredictResult, SweepResult
@@ -32,6 +35,9 @@ SWEEP_SHEET_COLUMNS = 5
 SWEEP_FPS = 8.0
 
 _FRAME_NAME = re.compile(r"frame_\d+\.png")
+
+#: a batch row's last file: every file of the row with its size and SHA-256, and what made them
+DONE_FILE = "done.json"
 
 
 def header(
@@ -62,8 +68,19 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    """What :func:`save_npy` writes: a float32 .npy file's bytes."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, np.float32))
+    return buffer.getvalue()
+
+
+def _json_bytes(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
+
 def _save_json(path: Path, record: dict[str, Any]) -> Path:
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_bytes_atomic(path, _json_bytes(record))
     return path
 
 
@@ -74,16 +91,23 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    files, written = prediction_files(result, out.resolve())
+    for name, data in files.items():
+        write_bytes_atomic(out / name, data)
+    return written
+
+
+def prediction_files(result: PredictResult, output_dir: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """What :func:`write_prediction` writes into ``output_dir``, as bytes: ``({file name: bytes}
+    in writing order, the paths it returns)``. ``output_dir`` is absolute (the records name it)
+    and need not exist here: a batch's worker makes the bytes, its driver writes them."""
+    out = Path(output_dir)
     head = header(result.father, result.mother, result.options, result.provenance)
-    sheet_path = out / "sheet.png"
-    written: dict[str, Any] = {"sheet": str(sheet_path.resolve()), "children": []}
+    files: dict[str, bytes] = {}
+    written: dict[str, Any] = {"sheet": str(out / "sheet.png"), "children": []}
     for child in result.children:
-        paths = {
-            "image": str((out / f"{child.name}.png").resolve()),
-            "dlatents": str((out / f"{child.name}.npy").resolve()),
-            "json": str((out / f"{child.name}.json").resolve()),
-            "sheet": written["sheet"],
-        }
+        names = {"image": f"{child.name}.png", "dlatents": f"{child.name}.npy", "json": f"{child.name}.json"}
+        paths = {**{k: str(out / n) for k, n in names.items()}, "sheet": written["sheet"]}
         record = {
             **head,
             "child": {
@@ -99,17 +123,17 @@ def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str,
             "aging": child.aging,
             "outputs": paths,
         }
-        render.save_png(paths["image"], child.image, record)
-        save_npy(Path(paths["dlatents"]), child.dlatents)  # (L, w_dim)
-        _save_json(Path(paths["json"]), record)
+        files[names["image"]] = render.png_bytes(child.image, record)
+        files[names["dlatents"]] = npy_bytes(child.dlatents)  # (L, w_dim)
+        files[names["json"]] = _json_bytes(record)
         written["children"].append(paths)
     tile = _sheet_tile(int(result.children[0].image.shape[0]))
     images = [result.father.aligned] + [c.image for c in result.children] + [result.mother.aligned]
     labels = ["father"] + [c.name.replace("_", " ") for c in result.children] + ["mother"]
     # One row (father | child | mother); many siblings wrap onto further rows.
     sheet = render.contact_sheet(images, labels, columns=min(len(images), SHEET_COLUMNS_MAX), tile=tile)
-    render.save_png(sheet_path, sheet, {**head, "layout": labels})
-    return written
+    files["sheet.png"] = render.png_bytes(sheet, {**head, "layout": labels})
+    return files, written
 
 
 def write_sweep(
@@ -183,3 +207,29 @@ def write_encoded(
         png = render.save_png(out / f"{parent.path.stem}_reconstruction.png", image, meta)
         written.append((npy, png))
     return written
+
+
+def write_done(folder: Path, files: Mapping[str, bytes], record: Mapping[str, Any]) -> None:
+    """Write ``files`` (name -> bytes, in order) into ``folder``, each atomically, and then
+    ``folder/done.json``: ``record`` and each file's size and SHA-256. It is written last, so a
+    folder whose done.json checks out (:func:`read_done`) holds the whole of what was made."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        write_bytes_atomic(folder / name, data)
+    listed = {n: {"size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for n, d in files.items()}
+    done = {"babygan_version": __version__, **record, "files": listed}
+    write_bytes_atomic(folder / DONE_FILE, _json_bytes(done))
+
+
+def read_done(folder: Path) -> dict[str, Any] | None:
+    """``folder/done.json`` when every file it lists is there with its size and SHA-256, else None."""
+    try:
+        done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
+        listed = done["files"]
+        for name, expect in listed.items():
+            path = folder / name
+            if path.stat().st_size != expect["size"] or sha256_file(path) != expect["sha256"]:
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # absent, unreadable or not ours: the row is not done
+    return done if isinstance(done, dict) else None

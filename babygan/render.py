@@ -6,6 +6,7 @@ crash never leaves a half-written one.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -57,7 +58,9 @@ def save_png(path: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | 
     return Path(path)
 
 
-def write_png(target: str | Path, image: np.ndarray, metadata: Mapping[str, Any] | None = None) -> None:
+def write_png(
+    target: str | Path | io.BytesIO, image: np.ndarray, metadata: Mapping[str, Any] | None = None
+) -> None:
     """What :func:`save_png` writes, straight into ``target`` (no temporary file): for a caller
     that holds temporary paths itself, to rename several files into place together."""
     image = _check_image(image, str(target))
@@ -69,6 +72,14 @@ def write_png(target: str | Path, image: np.ndarray, metadata: Mapping[str, Any]
                 info.add_text(str(key), _text_value(value))
         info.add_text(METADATA_KEY, json.dumps(dict(metadata), sort_keys=True, default=str))
     Image.fromarray(image).save(target, format="PNG", pnginfo=info)
+
+
+def png_bytes(image: np.ndarray, metadata: Mapping[str, Any] | None = None) -> bytes:
+    """The bytes :func:`save_png` would write: for a worker that sends a file to be written elsewhere."""
+    image = _check_image(image, "png")
+    buffer = io.BytesIO()
+    write_png(buffer, image, metadata)
+    return buffer.getvalue()
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:

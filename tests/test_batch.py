@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -166,3 +167,72 @@ def test_batch_reports_bad_rows_and_finishes_the_others(tiny, tmp_path, monkeypa
     assert sorted(aligned) == ["astronaut.png", "astronaut_mirror.png", "wall.png"]
     assert encoded == [2]
     assert json.loads((out / "fifth" / "child.json").read_text())["options"]["genes"] == 0.1
+
+
+@pytest.mark.slow
+def test_resume_redoes_only_what_is_not_done(tiny, tmp_path, monkeypatch):
+    csv = _csv(
+        tiny["folder"] / "resume.csv",
+        "father,mother,name,genes\n"
+        "photos/astronaut.png,photos/astronaut_mirror.png,first,\n"
+        "photos/astronaut_mirror.png,photos/astronaut.png,second,0.8\n"
+        "photos/astronaut.png,photos/missing.jpg,third,\n"
+        "photos/astronaut.png,photos/astronaut_mirror.png,fourth,0.1\n",
+    )
+    out = tmp_path / "out"
+    args = [
+        "batch",
+        csv,
+        "-o",
+        out,
+        "--model",
+        tiny["model"],
+        "--directions",
+        tiny["directions"],
+        *FAST_ENCODER,
+    ]
+    run = [str(a) for a in args]
+    ran: list[str] = []
+    real = batch.predict
+
+    def counting(father, mother, options, session):
+        ran.append(options.genes)
+        return real(father, mother, options, session)
+
+    monkeypatch.setattr(batch, "predict", counting)
+    assert CliRunner().invoke(main, run).exit_code == 1
+    assert len(ran) == 4
+    files = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert (out / "first" / "done.json").is_file() and not (out / "third").exists()
+
+    # "first" stopped before its done.json, "second" has a damaged file, "fourth" is whole
+    (out / "first" / "done.json").unlink()
+    (out / "second" / "child.png").write_bytes(b"not a png")
+    kept = (out / "fourth" / "done.json").stat().st_mtime_ns
+    ran.clear()
+    res = CliRunner().invoke(main, [*run, "--resume"])
+    assert res.exit_code == 1 and "1 of 4 pairs failed" in res.output
+    assert sorted(ran) == [0.5, 0.5, 0.8]  # first, the failed third, second; not fourth
+    assert (out / "fourth" / "done.json").stat().st_mtime_ns == kept
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == files
+
+    # other options: nothing done matches them, every row runs again
+    ran.clear()
+    assert CliRunner().invoke(main, [*run, "--resume", "--age", "20"]).exit_code == 1
+    assert len(ran) == 4
+
+
+def test_ray_options_need_ray(tmp_path):
+    csv = _csv(tmp_path / "pairs.csv", "father,mother\na.jpg,b.jpg\n")
+    res = CliRunner().invoke(main, ["batch", str(csv), "--workers", "2", "--gpus-per-worker", "1"])
+    assert res.exit_code == 2 and "--workers, --gpus-per-worker only with --ray" in res.output
+
+
+def test_ray_missing_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    csv = _csv(tmp_path / "pairs.csv", "father,mother\na.jpg,b.jpg\n")
+    res = CliRunner().invoke(main, ["batch", str(csv), "-o", str(tmp_path / "out"), "--ray", "--quiet"])
+    assert res.exit_code == 1
+    (line,) = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert line == "Error: --ray needs Ray: pip install 'babygan[ray]' (or pip install 'ray>=2.9')"
+    assert not (tmp_path / "out").exists()

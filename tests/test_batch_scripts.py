@@ -56,50 +56,29 @@ def test_usage_without_arguments():
         assert res.returncode == 2 and "scripts/" in res.stderr, script.name
 
 
-@pytest.mark.parametrize("use_parallel", [True, False])
-def test_multi_gpu_split(tmp_path, use_parallel):
-    if use_parallel and shutil.which("parallel") is None:
-        pytest.skip("GNU parallel is not installed")
+def test_multi_gpu_is_batch_on_ray(tmp_path):
+    """One `babygan batch --ray` with a worker per GPU; its exit status is the script's."""
     stub = tmp_path / "stub.sh"
-    stub.write_text(
-        '#!/usr/bin/env bash\necho "gpu=$CUDA_VISIBLE_DEVICES $*" >> "$STUB_LOG"\n'
-        '[ "${STUB_FAIL:-}" = "$CUDA_VISIBLE_DEVICES" ] && exit 1\nexit 0\n'
-    )
+    stub.write_text('#!/usr/bin/env bash\necho "$*" >> "$STUB_LOG"\nexit "${STUB_EXIT:-0}"\n')
     stub.chmod(0o755)
-    (tmp_path / "pairs.csv").write_text(
-        "father,mother,name\nphotos/a.jpg,photos/b.jpg,one\n/x/c.jpg,d.jpg,two\ne.jpg,f.jpg,three\n\n"
-    )
+    (tmp_path / "pairs.csv").write_text("father,mother,name\nphotos/a.jpg,photos/b.jpg,one\n")
     log = tmp_path / "log"
     env = {"BABYGAN": str(stub), "STUB_LOG": str(log)}
-    if not use_parallel:
-        env["BABYGAN_NO_PARALLEL"] = "1"
     res = _run(
         [SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out", "2", "--genes", "0.4", "--shift", "a b=1"],
         env=env,
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    calls = sorted(log.read_text().splitlines())
-    assert calls == [
-        "gpu=0 batch out/parts/part_0.csv --output-dir out/gpu_0 --genes 0.4 --shift a b=1",
-        "gpu=1 batch out/parts/part_1.csv --output-dir out/gpu_1 --genes 0.4 --shift a b=1",
+    assert log.read_text().splitlines() == [
+        "batch pairs.csv --output-dir out --ray --workers 2 --gpus-per-worker 1 --genes 0.4 --shift a b=1"
     ]
-    part0 = (tmp_path / "out" / "parts" / "part_0.csv").read_text().splitlines()
-    part1 = (tmp_path / "out" / "parts" / "part_1.csv").read_text().splitlines()
-    assert part0 == [
-        "father,mother,name",
-        f"{tmp_path}/photos/a.jpg,{tmp_path}/photos/b.jpg,one",
-        f"{tmp_path}/e.jpg,{tmp_path}/f.jpg,three",
-    ]
-    assert part1 == ["father,mother,name", f"/x/c.jpg,{tmp_path}/d.jpg,two"]
-    log.unlink()
     res = _run(
-        [SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out2", "3"],
-        env={**env, "STUB_FAIL": "1"},
-        cwd=tmp_path,
+        [SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out", "3"], env={**env, "STUB_EXIT": "1"}, cwd=tmp_path
     )
-    assert res.returncode == 1  # one GPU's process failed
-    assert len(log.read_text().splitlines()) == 3
+    assert res.returncode == 1  # a row failed
+    res = _run([SCRIPTS / "multi_gpu_batch.sh", "pairs.csv", "out", "0"], env=env, cwd=tmp_path)
+    assert res.returncode == 2 and "NUM_GPUS must be a positive whole number" in res.stderr
 
 
 @pytest.fixture(scope="module")
