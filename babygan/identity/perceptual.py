@@ -14,8 +14,9 @@ chip dlib cuts on a typical aligned face (``chip.typical_transform``; its placem
 about 1 % of the side between faces, and the descriptors of the two chips are 0.08-0.23 apart
 on FFHQ-aligned faces, against 0.6 for one person), resampled by two fixed matrices. dlib's
 per-image chip would need landmarks of every render, which are neither differentiable nor
-cheap, and would move between the two images being compared. Part of the typical chip may fall outside a tight crop (the built-in
-model's 0.7 crop ends above the chin): it is black in both images, as dlib leaves it.
+cheap, and would move between the two images being compared. Part of the typical chip may fall
+outside a tight crop (the built-in model's 0.7 crop ends above the chin): it is black in both
+images, as dlib leaves it.
 
 Images cross in the generator's range: float (N, R, R, 3) in [-1, 1]; ``measure`` takes uint8.
 """
