@@ -178,8 +178,8 @@ class AgingSettings:
     the un-aged blend's render) or "parents" (the parents' photos' descriptors, mixed by genes).
     """
 
-    steps: int = 30
-    lr: float = 0.1
+    steps: int = 20
+    lr: float = 0.15
     identity_weight: float = 2.0
     prior_weight: float = 1.0
     anchor: str = "parents"
