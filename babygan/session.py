@@ -332,6 +332,13 @@ class Session:
         """uint8 (N, S, S, 3) aligned images -> (N, L, w_dim) float32: the one call into the encoder."""
         if self._encoder is None:
             self._encoder = Encoder(self.generator, self.encoder, offline=self.offline)
+        if self.encoder.batch_size == 1 and len(images) > 1:
+            # one photo at a time all the way (E's guess and the loss targets too, not only the
+            # steps): a photo's code must not depend on which photos were new beside it (a batch
+            # row's child is the same whichever rows its process ran before, here or on Ray)
+            n = len(images)
+            one = [(images[i : i + 1], None if masks is None else masks[i : i + 1]) for i in range(n)]
+            return np.concatenate([self._encode(im, mk) for im, mk in one])
         w = self._encoder.encode_cached(images, masks=masks, use_cache=self.use_cache, progress=self.progress)
         return np.asarray(w, np.float32)
 

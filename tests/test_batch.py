@@ -236,3 +236,21 @@ def test_ray_missing_is_one_line(tmp_path, monkeypatch):
     (line,) = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
     assert line == "Error: --ray needs Ray: pip install 'babygan[ray]' (or pip install 'ray>=2.9')"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_photos_code_does_not_depend_on_the_photos_encoded_beside_it():
+    """batch encodes one photo at a time (batch size 1) all the way, E's first guess included:
+    a row's child is then the same whichever rows its process (or Ray worker) ran before."""
+    from conftest import shared_path
+
+    from babygan.session import Session
+
+    dad, mum = str(shared_path("faces", "obama.jpg")), str(shared_path("faces", "family_mother.jpg"))
+
+    def session() -> Session:
+        return Session("builtin", offline=True, progress=False, use_cache=False, encoder={"batch_size": 1})
+
+    together = session().parents([(dad, None), (mum, None)])[0].dlatents
+    alone = session().parents([(dad, None)])[0].dlatents
+    assert np.array_equal(together, alone)
