@@ -172,7 +172,7 @@ class AgingSettings:
 
     steps: Adam steps after the calibrated linear edit (0: the linear edit alone);
     lr: their learning rate on the coordinates of :attr:`AgeEditor.basis`; identity_weight: how
-    strongly the render's face descriptor is held at the blend's (per unit of dlib distance; an
+    strongly the render's face descriptor is held at the anchor's (per unit of dlib distance; an
     age error of 5 years counts 1); prior_weight: the cost of moving (mean squared coordinate),
     which keeps the face near what the model draws; anchor: the descriptor held, "blend" (of
     the un-aged blend's render) or "parents" (the parents' photos' descriptors, mixed by genes).

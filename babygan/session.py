@@ -184,6 +184,8 @@ class Session:
         built-in model's own with its own directions, else babygan's defaults (age 0..80 years);
         ages in years: those its age calibration reaches, where its directions have one."""
         ranges = BUILTIN_RANGES if is_builtin(self.model) and self.directions_dir is None else DEFAULT_RANGES
+        if self.directions_dir is None and _registry_name(self.model) is not None:
+            return ranges  # the registry's directions (BabyGAN's) carry no calibration
         calibration = self.directions.age_calibration()
         if calibration is None:
             return ranges

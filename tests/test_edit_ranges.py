@@ -65,7 +65,7 @@ def _faces(image: np.ndarray) -> int:
 
 
 def test_one_place_knows_each_range_and_words_the_error() -> None:
-    assert _fresh().edit_ranges is BUILTIN_RANGES
+    assert _fresh().edit_ranges == BUILTIN_RANGES  # its calibration's 0..60 years
     assert Session("ffhq").edit_ranges is DEFAULT_RANGES  # any other model: the defaults, for now
     assert DEFAULT_RANGES.age == (0.0, 80.0) and DEFAULT_RANGES.shift_range("gender") == (-10.0, 10.0)
     assert BUILTIN_RANGES.shift_range("gender") == (-5.0, 5.0) and BUILTIN_RANGES.shift_range("smile") == (
@@ -95,7 +95,7 @@ def test_one_place_knows_each_range_and_words_the_error() -> None:
     )
 
 
-def test_python_api_refuses_nan_at_once_and_out_of_range_before_any_model_loads(parents) -> None:
+def test_python_api_refuses_nan_at_once_and_out_of_range_before_any_photo_is_encoded(parents) -> None:
     dad, mum = parents
     for make, text in [
         (lambda: ChildOptions(age=NAN), "age: nan is not a finite number (years)"),
@@ -114,7 +114,9 @@ def test_python_api_refuses_nan_at_once_and_out_of_range_before_any_model_loads(
         _refused(lambda o=options: predict(dad, mum, o, session), text)
     ages = [Age.years(10), Age.years(1000)]
     _refused(lambda: age_sweep(dad, mum, EditOptions(), session, ages=ages), "age: 1000 is outside")
-    assert session._generator is None and not session._parents  # refused before anything loaded
+    # refused before any photo was aligned or encoded (the model file is read: its age
+    # calibration says which years it reaches)
+    assert not session._aligned and not session._parents
 
 
 # --------------------------------------------------------------------------- the command line

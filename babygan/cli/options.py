@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -38,9 +38,6 @@ from babygan.pipeline import ChildOptions, EditOptions
 from babygan.precision import CHOICES, ENV_VAR
 from babygan.precision import resolve_precision as resolve
 from babygan.session import Session
-
-if TYPE_CHECKING:
-    from babygan.session import Session
 
 log = logging.getLogger("babygan")
 
@@ -257,10 +254,8 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
                 "--age",
                 type=float,
                 default=None,
-                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}, as BabyGAN): as the "
-                "attribute network reads it, on a model whose directions carry an age calibration "
-                "(the built-in model); else BabyGAN's coefficient = 6 - age/5. Each model's range is "
-                "checked.",
+                help=f"Target age in years (default {latent.DEFAULT_AGE_YEARS:g}): as the attribute network "
+                "reads it, on a model with an age calibration (built-in); else coeff = 6 - age/5.",
             ),
             click.option(
                 "--age-coeff",
@@ -405,8 +400,7 @@ def _encoder_click_options() -> list[Callable]:
     options = []
     for name, (opt, text) in _ENCODER_FIELDS.items():
         kind: dict[str, Any] = {} if "/" in opt else {"type": kinds[name]}  # on/off pairs are flags
-        # where the model decides the default (babygan.encoder.settings.model_defaults), help says
-        # what each model uses; the value stays the dataclass's, so the session knows it's not typed
+        # where the model decides (settings.model_defaults), help says each model's; the value stays
         own = settings.OWN_ENCODER_DEFAULTS.get(name)
         kind["show_default"] = True if own is None else f"{defaults[name]} for FFHQ, {own} for builtin"
         options.append(click.option(opt, f"encoder_{name}", default=defaults[name], help=text, **kind))
