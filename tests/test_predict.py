@@ -187,6 +187,8 @@ def test_age_sweep_gif(tiny, tmp_path):
             "--gif",
             "--fps",
             "5",
+            "--aging-steps",  # the direction alone: the refinement is tests/test_aging.py's
+            "0",
             *_model_args(tiny),
         ]
     )
