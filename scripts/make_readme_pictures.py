@@ -20,8 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-# within the built-in model's age range (babygan/edit_ranges.py: 0 to 60 years); docs/builtin-age-sweep.png
-# (and README's caption) still show the 65 years it was made with
+# within the built-in model's age range (its age calibration: 0 to 60 years)
 AGES = (3, 10, 20, 35, 50, 60)
 TILE = 160
 
