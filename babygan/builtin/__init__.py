@@ -49,3 +49,12 @@ def builtin_model_file() -> Path:
     return path
 
 
+
+
+#: the anime model tuned from the built-in model (``babygan.anime``), inside babygan/builtin/
+BUILTIN_ANIME_FILE = "babygan-anime.npz"
+
+
+def builtin_anime_path() -> Path:
+    """Where the built-in model's anime model lives in this build (present or not). Tests replace this."""
+    return builtin_dir() / BUILTIN_ANIME_FILE
