@@ -6,6 +6,8 @@ The few names a Python user needs (README.md, "Use it from Python")::
     session = babygan.Session("builtin")       # the models, each loaded once when first needed
     result = babygan.predict("dad.jpg", "mum.jpg", babygan.ChildOptions(genes=0.4, age=5), session)
     babygan.write_prediction(result, "out")    # child.png, sheet.png, child.npy, child.json
+    anime = babygan.anime_photo("me.jpg", styles=3, session=session)   # a face as anime, 3 styles
+    babygan.write_anime([anime], "out")        # me_anime.png, me_anime_1..3.png, me_anime_sheet.png
 
 They are imported when first used, so ``import babygan`` (and ``babygan --help``) stays light.
 """
@@ -34,10 +36,19 @@ _PUBLIC = {
     "BabyganError": "babygan.errors",
     "EditRanges": "babygan.edit_ranges",
     "EditRangeError": "babygan.edit_ranges",
+    "anime_photo": "babygan.anime.photo",
+    "anime_clip": "babygan.anime.clip",
+    "write_anime": "babygan.anime.photo",
+    "AnimePhoto": "babygan.anime.photo",
+    "AnimeClip": "babygan.anime.clip",
+    "AnimeStylizer": "babygan.anime.stylize",
 }
 
 __all__ = [
     "Age",
+    "AnimeClip",
+    "AnimePhoto",
+    "AnimeStylizer",
     "BabyganError",
     "ChildOptions",
     "Crop",
@@ -50,13 +61,19 @@ __all__ = [
     "SweepResult",
     "__version__",
     "age_sweep",
+    "anime_clip",
+    "anime_photo",
     "predict",
+    "write_anime",
     "write_prediction",
     "write_sweep",
 ]
 
 if TYPE_CHECKING:
     from babygan.align import Crop
+    from babygan.anime.clip import AnimeClip, anime_clip
+    from babygan.anime.photo import AnimePhoto, anime_photo, write_anime
+    from babygan.anime.stylize import AnimeStylizer
     from babygan.edit_ranges import EditRangeError, EditRanges
     from babygan.errors import BabyganError
     from babygan.latent import Age

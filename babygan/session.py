@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from babygan import align, attributes, models
+from babygan import align, attributes, builtin, models
 from babygan import resemblance as rs
 from babygan.aging import AgeEditor
 from babygan.align import Crop
+from babygan.anime.model import load_anime_model
+from babygan.anime.stylize import AnimeStylizer
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
@@ -99,6 +101,8 @@ class Session:
     is encoded with the identity loss and its own E, FFHQ with pbaylies' recipe).
     aligned: the photos are aligned crops already (square): resized, not aligned.
     precision: "fp32" or "bf16" (see babygan/precision.py), for the generator.
+    anime_model: the anime model file of ``model`` (babygan.anime); None: the built-in model's
+    shipped one, when the model is the built-in one.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Session:
         use_cache: bool = True,
         aligned: bool = False,
         precision: str = "fp32",
+        anime_model: str | Path | None = None,
     ) -> None:
         self.model = choose_model(model)
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
@@ -136,6 +141,8 @@ class Session:
         self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
         self._attributes: attributes.AttributeModel | str | None = None  # str: why it is not available
         self._ager: AgeEditor | None = None
+        self.anime_model = Path(anime_model).expanduser() if anime_model is not None else None
+        self._anime: AnimeStylizer | None = None
 
     # -- generator and directions ----------------------------------------------
 
@@ -244,6 +251,30 @@ class Session:
             if estimator is not None:
                 names.append(estimator)
         models.ensure_files(names, offline=self.offline, hint=hint)
+
+    # -- anime -------------------------------------------------------------------
+
+    @property
+    def anime(self) -> AnimeStylizer:
+        """The generator's anime model (babygan/anime), loaded once: ``anime_model``, else the
+        built-in model's shipped one; a model with none is a one-line error."""
+        if self._anime is None:
+            path = self._anime_path()
+            found = load_anime_model(path, self.generator)
+            found = dataclasses.replace(found, generator=found.generator.with_precision(self.precision))
+            self._anime = AnimeStylizer(self.generator, found)
+        return self._anime
+
+    def _anime_path(self) -> Path:
+        if self.anime_model is not None:
+            return self.anime_model
+        train = "train one with scripts/train_anime.py and pass --anime-model"
+        if not is_builtin(self.model):
+            raise BabyganError(f"no anime model for {self.model}; {train}")
+        path = builtin.builtin_anime_path()  # looked up here: tests replace it
+        if not path.is_file():
+            raise ModelFileError(f"babygan's anime model is not in this build (no {path}); {train}")
+        return path
 
     # -- provenance ------------------------------------------------------------
 

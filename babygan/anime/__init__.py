@@ -7,6 +7,9 @@ coarse layers keep where things are; the fine layers, from ``swap_layer`` on, ta
 own code (the default take) or random codes of the mapping (the other styles).
 
 - ``babygan.anime.model``: the anime model file (which base it belongs to, where the swap is);
-- ``babygan.anime.stylize``: ``AnimeStylizer``, codes -> anime images, the takes;
-- ``babygan.anime.clip``: a video clip, frame by frame, without flicker.
+- ``babygan.anime.stylize``: ``AnimeStylizer``, codes -> anime images, the takes
+  (``Session.anime`` holds one, loaded once);
+- ``babygan.anime.photo``: ``anime_photo`` (a photo's face and its styles), ``write_anime``
+  (photo and clip results written all or nothing);
+- ``babygan.anime.clip``: ``anime_clip``, a video clip or GIF frame by frame, without flicker.
 """

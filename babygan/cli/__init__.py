@@ -16,6 +16,7 @@ import click
 from babygan import __version__, backend
 from babygan.cli import age_sweep, batch, encode, generate, predict, serve, train_estimator
 from babygan.cli import align as align_cmd
+from babygan.cli import anime as anime_cmd
 from babygan.cli import models as models_cmd
 from babygan.cli.learn_directions import learn_directions
 from babygan.cli.options import SHIFT_OPTIONS
@@ -26,7 +27,16 @@ from babygan.models import use_models_dir
 # Commands that run the networks: once their arguments are parsed, the Keras backend is
 # started first (babygan/backend.py), without its start-up chatter.
 # serve too: resolving --precision, before its body, imports TensorFlow.
-_NETWORK_COMMANDS = {"generate", "encode", "train-estimator", "predict", "age-sweep", "batch", "serve"}
+_NETWORK_COMMANDS = {
+    "generate",
+    "encode",
+    "train-estimator",
+    "predict",
+    "age-sweep",
+    "batch",
+    "serve",
+    "anime",
+}
 
 
 class _Group(click.Group):
@@ -121,6 +131,7 @@ for _command in (
     batch.batch,
     generate.generate,
     encode.encode,
+    anime_cmd.anime,
     train_estimator.train_estimator,
     learn_directions,
     serve.serve,

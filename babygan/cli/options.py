@@ -121,6 +121,16 @@ def _choose_model(ctx: click.Context, param: click.Parameter, value: str | None)
     return choose_model(value)
 
 
+def anime_model_option(
+    help: str = "Anime model file of --model (default: the built-in model's own; "
+    "scripts/train_anime.py makes one for another model).",
+) -> Callable:
+    """``--anime-model PATH`` -> ``anime_model``: a Path or None (put into SessionOptions.anime_model)."""
+    return click.option(
+        "--anime-model", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
 def offline_option(help: str = "Never download: fail with instructions if a file is missing.") -> Callable:
     """``--offline``."""
     return click.option("--offline", is_flag=True, help=help)
@@ -420,6 +430,8 @@ class SessionOptions:
     precision: str  # "fp32" or "bf16", resolved
     #: the directions the command will use (age and its shifts): checked by open() up front
     directions: tuple[str, ...] = ()
+    #: the anime model file (``--anime-model``; None: the built-in model's own), for Session.anime
+    anime_model: Path | None = None
 
     def open(self, *, aligned: bool = False) -> Session:
         """The Session, once every file the run needs is here (fetched, or all named in one error)."""
@@ -433,6 +445,7 @@ class SessionOptions:
             use_cache=self.use_cache,
             aligned=aligned,
             precision=self.precision,
+            anime_model=self.anime_model,
         )
         session.preflight(self.directions)
         return session
