@@ -58,9 +58,7 @@ def test_every_package_directory_is_listed_in_pyproject():
 
     root = Path(__file__).resolve().parent.parent
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {
-        ".".join(p.parent.relative_to(root).parts) for p in (root / "babygan").rglob("__init__.py")
-    }
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "babygan").rglob("__init__.py")}
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
 
 

@@ -49,8 +49,6 @@ def builtin_model_file() -> Path:
     return path
 
 
-
-
 #: the anime model tuned from the built-in model (``babygan.anime``), inside babygan/builtin/
 BUILTIN_ANIME_FILE = "babygan-anime.npz"
 

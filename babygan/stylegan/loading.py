@@ -14,6 +14,7 @@ from babygan.stylegan.generator import Generator, read_npz
 
 log = logging.getLogger("babygan")
 
+
 def _kind(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(4)
