@@ -41,10 +41,20 @@ def _resize_all(images: np.ndarray, resolution: int, what: str) -> np.ndarray:
     )
 
 
-def _decode(data: bytes, resolution: int, what: str) -> np.ndarray:
+def decode_image(
+    data: bytes, resolution: int, what: str, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """An encoded image -> uint8 (R, R, 3) RGB, Lanczos-resized; ``box`` (left, top, right, bottom
+    as fractions of the width and height) crops first, within the same resampling."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
+            if box is not None:
+                w, h = im.size
+                pixels = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+                return np.asarray(
+                    im.resize((resolution, resolution), Image.Resampling.LANCZOS, box=pixels), np.uint8
+                )
             if im.size != (resolution, resolution):
                 im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
             return np.asarray(im, dtype=np.uint8)
@@ -80,7 +90,7 @@ def load_images(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
         if not files:
             raise BabyganError(f"{path}: no image files ({', '.join(_IMAGE_SUFFIXES)}) in the folder")
-        return np.stack([_decode(p.read_bytes(), resolution, str(p)) for p in files])
+        return np.stack([decode_image(p.read_bytes(), resolution, str(p)) for p in files])
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -109,7 +119,9 @@ def _load_npz(path: Path, resolution: int) -> np.ndarray:
                 blob, offsets = z["jpeg"], z["offsets"]
                 return np.stack(
                     [
-                        _decode(blob[offsets[i] : offsets[i + 1]].tobytes(), resolution, f"{path} image {i}")
+                        decode_image(
+                            blob[offsets[i] : offsets[i + 1]].tobytes(), resolution, f"{path} image {i}"
+                        )
                         for i in range(len(offsets) - 1)
                     ]
                 )

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""An anime model's figures (issue 26) on held-out UTKFace photos, with its base model.
+
+    python scripts/eval_anime.py babygan-out/anime/babygan-anime.npz --base builtin \
+        -o babygan-out/eval-anime [-n 100] [--match 50] [--takes 4] \
+        [--utkface ../shared/datasets/utkface200.tar] [--anime ../shared/datasets/anime96.tar] \
+        [--cascade ../shared/detectors/lbpcascade_animeface.xml]
+
+The photos are the first N held-out faces of utkface200.tar (babygan.utkface's split), aligned
+with the base model's crop at its size, as ``babygan align --model builtin`` aligns a photo (and
+as scripts/eval_builtin.py gets them); E (the base's encoder) gives their codes; the anime model
+draws each code (the default take: the photo's own code in every layer).
+
+- (a) anime-face rate: the share of images in which OpenCV's anime-face cascade finds a face
+  (babygan.anime.judge, settings of ../shared/detectors/README.md), for the anime outputs, the
+  photos, the base model's own drawings of the codes, and N held-out real anime faces (cut and
+  sized as the training faces, and as they come, 96 px);
+- (b) layout: correlation of the 8 x 8 grey structure of each photo and its output, and the
+  match-back rate: for each of --match photos, is its own output the most correlated of the
+  --match outputs (chance 1 / match); the base's drawings give the ceiling;
+- (c) styles: --takes takes of each of --takes-photos photos (layers >= swap_layer from the
+  base's mapping of fixed z, GANs N' Roses style), mean pairwise pixel L1 and structure distance
+  between takes of one photo against those between different photos' outputs;
+- (d) the clip figure is not measured here (it needs babygan.anime.clip).
+
+Writes OUT/figures.json and OUT/sheet.png (rows: photo, base, anime, the takes); prints the
+figures with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="the anime model (.npz from scripts/train_anime.py, or 'builtin')")
+    ap.add_argument(
+        "--base", default="builtin", help="the face model it was tuned from (default %(default)s)"
+    )
+    ap.add_argument("--utkface", default=str(SHARED / "datasets" / "utkface200.tar"), help="held-out photos")
+    ap.add_argument("--anime", default=str(SHARED / "datasets" / "anime96.tar"), help="real anime faces")
+    ap.add_argument(
+        "--cascade", default=str(SHARED / "detectors" / "lbpcascade_animeface.xml"), help="OpenCV cascade"
+    )
+    ap.add_argument("-o", "--out", default="babygan-out/eval-anime", help="figures.json and sheet.png")
+    ap.add_argument("-n", "--photos", type=int, default=100, help="held-out photos (and real anime faces)")
+    ap.add_argument("--match", type=int, default=50, help="photos in the match-back test")
+    ap.add_argument("--takes", type=int, default=4, help="style takes per photo")
+    ap.add_argument("--takes-photos", type=int, default=25, help="photos given --takes takes each")
+    ap.add_argument("--seed", type=int, default=0, help="the takes' style codes")
+    return ap.parse_args(argv)
+
+
+def _takes(anime, codes, n_takes: int, seed: int):
+    """uint8 (P, T, R, R, 3): each code with layers >= swap_layer from T fixed style codes."""
+    import numpy as np
+
+    from babygan.stylegan.generator import to_uint8
+
+    g = anime.generator
+    z = np.random.default_rng(seed).standard_normal((n_takes, g.z_dim), dtype=np.float32)
+    styles = g.mapping(z)  # (T, L, w_dim): the base's mapping (frozen in the anime model)
+    w = np.repeat(codes[:, None], n_takes, axis=1)  # (P, T, L, w_dim)
+    w[:, :, anime.swap_layer :] = styles[None, :, anime.swap_layer :]
+    images = to_uint8(g.synthesis(w.reshape(-1, *codes.shape[1:]), noise="const"))
+    return images.reshape(len(codes), n_takes, *images.shape[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    from babygan import backend, render
+    from babygan.align import Crop
+    from babygan.anime import judge
+    from babygan.anime.model import load_anime_model
+    from babygan.atomic import write_text_atomic
+    from babygan.builtin import builtin_anime_path
+    from babygan.errors import BabyganError
+    from babygan.stylegan import load_generator
+    from babygan.stylegan.generator import to_uint8
+    from babygan.train.anime_data import AnimeCrop, load_anime_faces
+    from babygan.utkface import align_utkface
+
+    try:
+        t0 = time.perf_counter()
+        backend.start()
+        cascade = judge.AnimeFaceCascade(args.cascade)
+        base = load_generator(args.base)
+        anime = load_anime_model(builtin_anime_path() if args.model == "builtin" else args.model, base)
+        if not base.has_encoder:
+            raise BabyganError(f"{args.base}: the base has no encoder E to give the photos' codes")
+        r = base.resolution
+        scale = Crop.from_dict(base.info.get("crop"), str(args.base)).scale
+        photos = align_utkface(args.utkface, size=r, scale=scale, split="holdout").images[: args.photos]
+        settings = anime.info.get("training", {}).get("settings", {})
+        crop = AnimeCrop(settings.get("crop_side", 0.75), settings.get("crop_centre_y", 0.42))
+        real = load_anime_faces(args.anime, r, crop=crop, split="holdout")[: args.photos]
+        real96 = load_anime_faces(args.anime, 96, crop=AnimeCrop(1.0, 0.5), split="holdout")[: args.photos]
+
+        codes = base.encode_faces(photos)  # (N, L, w_dim)
+        drawn = to_uint8(base.synthesis(codes, noise="const"))
+        outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
+        p = min(args.takes_photos, len(codes))
+        takes = _takes(anime, codes[:p], args.takes, args.seed)
+        m = min(args.match, len(photos))
+        figures = {
+            "model": str(args.model),
+            "base": str(args.base),
+            "swap_layer": anime.swap_layer,
+            "photos": len(photos),
+            "anime_face_rate": {
+                "anime_outputs": cascade.face_rate(outputs),
+                "anime_takes": cascade.face_rate(takes.reshape(-1, r, r, 3)),
+                "photos": cascade.face_rate(photos),
+                "base_drawings": cascade.face_rate(drawn),
+                f"real_anime_{r}px_as_trained": cascade.face_rate(real),
+                "real_anime_96px_as_cut": cascade.face_rate(real96),
+                "real_anime_faces": len(real),
+            },
+            "layout_photo_vs_anime": judge.layout_agreement(photos[:m], outputs[:m]),
+            "layout_photo_vs_base": judge.layout_agreement(photos[:m], drawn[:m]),
+            "styles": judge.diversity(takes, outputs[:p]),
+            "clip": "not measured (needs babygan.anime.clip)",
+        }
+        out = Path(args.out)
+        k = min(8, p)
+        if k:
+            rows = [im for i in range(k) for im in (photos[i], drawn[i], outputs[i], *takes[i])]
+            sheet = render.contact_sheet(rows, columns=3 + args.takes, gap=2)
+            render.save_png(out / "sheet.png", sheet, {"columns": "photo, base, anime, takes"})
+        figures["seconds"] = round(time.perf_counter() - t0, 1)
+        figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        text = json.dumps(figures, indent=1)
+        write_text_atomic(out / "figures.json", text + "\n")
+        print(text)
+    except BabyganError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
