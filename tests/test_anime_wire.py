@@ -259,7 +259,9 @@ def test_python_api_predict_with_anime_returns_the_anime_child(tiny) -> None:
 
 
 def _asgi(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    """One request through the ASGI app, in process: (status, body bytes)."""
+    """One request through the ASGI app, in process: (status, body bytes). ASGI spec 2.4: a file
+    is sent whole (under 2.4 Starlette streams it while it waits for a disconnect, which this
+    ``receive`` reports at once)."""
     sent: list[dict[str, Any]] = []
     incoming = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -270,7 +272,8 @@ def _asgi(app: Any, method: str, path: str, body: bytes = b"") -> tuple[int, byt
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+        "method": method,
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
