@@ -32,8 +32,10 @@ from babygan.texttable import text_table
 
 log = logging.getLogger("babygan")
 
-BATCH_COLUMNS = ("father", "mother", "name", "genes", "age", "gender_shift")
+BATCH_COLUMNS = ("father", "mother", "name", "genes", "age", "gender_shift", "anime")
 _NUMBER_COLUMNS = ("genes", "age", "gender_shift")
+#: the anime column's words (case ignored); empty: the command's --anime
+_YES_NO = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 @dataclass
@@ -42,7 +44,7 @@ class BatchRow:
     name: str
     father: Path
     mother: Path
-    overrides: dict[str, float] = field(default_factory=dict)
+    overrides: dict[str, float | bool] = field(default_factory=dict)  # anime: a bool
     ok: bool | None = None
     error: str | None = None
     outputs: dict[str, Any] | None = None
@@ -70,7 +72,7 @@ class BatchRow:
 
 
 def read_pairs(csv_path: str | Path) -> list[BatchRow]:
-    """Parse a pairs CSV (columns father, mother; optional name, genes, age, gender_shift).
+    """Parse a pairs CSV (columns father, mother; optional name, genes, age, gender_shift, anime).
 
     Relative photo paths are resolved against the CSV's folder. Row names default to
     ``<father stem>+<mother stem>`` and are made unique. A malformed file raises;
@@ -125,6 +127,12 @@ def _read_row(csv_path: Path, line: int, rec: dict[str, str], used: set[str]) ->
                 row.overrides[col] = float(rec[col])
             except ValueError:
                 row.fail(f"{where}: {col}={rec[col]!r} is not a number")
+    if rec.get("anime"):
+        anime = _YES_NO.get(rec["anime"].lower())
+        if anime is None:
+            row.fail(f"{where}: anime={rec['anime']!r} is not one of true, false, yes, no, 1, 0 (or empty)")
+        else:
+            row.overrides["anime"] = anime
     if not rec.get("father") or not rec.get("mother"):
         row.fail(f"{where}: father and mother are both required")
     return row
@@ -148,14 +156,18 @@ def _check_row(row: BatchRow, ranges: EditRanges) -> None:
         "gender_shift": lambda value: ranges.check_shift("gender", value),
     }
     for column, value in row.overrides.items():
+        if column not in checks:  # anime: a bool, checked when read
+            continue
         try:
             checks[column](value)
         except EditRangeError as exc:
             raise BabyganError(f"{row.csv} line {row.line}, column {column}: {exc.reason}") from exc
 
 
-def _row_options(base: ChildOptions, overrides: Mapping[str, float]) -> ChildOptions:
+def _row_options(base: ChildOptions, overrides: Mapping[str, float | bool]) -> ChildOptions:
     changes: dict[str, Any] = {}
+    if "anime" in overrides:
+        changes["anime"] = bool(overrides["anime"])
     if "genes" in overrides:
         changes["genes"] = overrides["genes"]
     if "age" in overrides:
@@ -275,6 +287,8 @@ def run_batch(
         # what every row starts from, refused before any row (the CLI names the option); on Ray
         # the workers' sessions check it, row by row, as they check each row's own columns
         session.edit_ranges.check(options)
+        if options.anime or any(r.overrides.get("anime") for r in rows):
+            _ = session.anime  # no anime model: one line before any row runs
         runner = functools.partial(local_rows, session)
     if on_start is not None:
         on_start(rows)

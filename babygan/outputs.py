@@ -85,9 +85,10 @@ def _save_json(path: Path, record: dict[str, Any]) -> Path:
 
 
 def write_prediction(result: PredictResult, output_dir: str | Path) -> dict[str, Any]:
-    """Write child.png / .npy / .json (or child_01 ... for siblings) and sheet.png.
+    """Write child.png / .npy / .json (or child_01 ... for siblings) and sheet.png; with anime,
+    child_anime.png (child_01_anime.png ...) beside each child.
 
-    Returns ``{"sheet": path, "children": [{"image", "dlatents", "json", "sheet"}, ...]}``.
+    Returns ``{"sheet": path, "children": [{"image", "dlatents", "json", "sheet"[, "anime"]}, ...]}``.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,8 @@ def prediction_files(result: PredictResult, output_dir: Path) -> tuple[dict[str,
     written: dict[str, Any] = {"sheet": str(out / "sheet.png"), "children": []}
     for child in result.children:
         names = {"image": f"{child.name}.png", "dlatents": f"{child.name}.npy", "json": f"{child.name}.json"}
+        if child.anime is not None:
+            names["anime"] = anime_name(child.name)
         paths = {**{k: str(out / n) for k, n in names.items()}, "sheet": written["sheet"]}
         record = {
             **head,
@@ -121,9 +124,12 @@ def prediction_files(result: PredictResult, output_dir: Path) -> tuple[dict[str,
             "resemblance": child.resemblance,
             "estimate": child.estimate,
             "aging": child.aging,
+            **({} if child.anime is None else {"anime": result.anime}),  # which anime model, which take
             "outputs": paths,
         }
         files[names["image"]] = render.png_bytes(child.image, record)
+        if child.anime is not None:  # the same size and metadata as the child's image
+            files[names["anime"]] = render.png_bytes(child.anime, record)
         files[names["dlatents"]] = npy_bytes(child.dlatents)  # (L, w_dim)
         files[names["json"]] = _json_bytes(record)
         written["children"].append(paths)
@@ -136,6 +142,11 @@ def prediction_files(result: PredictResult, output_dir: Path) -> tuple[dict[str,
     return files, written
 
 
+def anime_name(name: str) -> str:
+    """The anime image's file beside ``name``'s: child -> child_anime.png, child_01 -> child_01_anime.png."""
+    return f"{name}_anime.png"
+
+
 def write_sweep(
     result: SweepResult,
     output_dir: str | Path,
@@ -144,10 +155,13 @@ def write_sweep(
     mp4: bool = False,
     fps: float = SWEEP_FPS,
 ) -> dict[str, Any]:
-    """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for."""
+    """Write frame_01.png ..., sheet.png (contact sheet), age_sweep.json/.npy, and the GIF / MP4 asked for;
+    with anime frames, also sheet_anime.png and age_sweep_anime.gif / .mp4 (the frames' codes drawn
+    by the anime model)."""
     out = Path(output_dir)
     if mp4:  # fail before writing anything
         render.require_mp4(out / "age_sweep.mp4")
+    anime = result.anime_frames
     out.mkdir(parents=True, exist_ok=True)
     width = max(2, len(str(len(result.frames))))
     names = [f"frame_{i:0{width}d}.png" for i in range(1, len(result.frames) + 1)]
@@ -168,10 +182,15 @@ def write_sweep(
     sheet = render.contact_sheet(result.frames, result.labels(), columns=cols, tile=tile)
     paths["sheet"] = str(render.save_png(out / "sheet.png", sheet, head).resolve())
     paths["dlatents"] = str(save_npy(out / "age_sweep.npy", result.dlatents).resolve())  # (T, L, w_dim)
-    if gif:
-        paths["gif"] = str(render.save_gif(out / "age_sweep.gif", result.frames, fps).resolve())
-    if mp4:
-        paths["mp4"] = str(render.save_mp4(out / "age_sweep.mp4", result.frames, fps).resolve())
+    if anime is not None:
+        sheet = render.contact_sheet(anime, result.labels(), columns=cols, tile=tile)
+        meta = {**head, "anime": result.anime}
+        paths["anime_sheet"] = str(render.save_png(out / "sheet_anime.png", sheet, meta).resolve())
+    savers = {"gif": render.save_gif, "mp4": render.save_mp4}
+    for kind in [k for k, asked in (("gif", gif), ("mp4", mp4)) if asked]:
+        paths[kind] = str(savers[kind](out / f"age_sweep.{kind}", result.frames, fps).resolve())
+        if anime is not None:  # named after the sweep's own file
+            paths[f"anime_{kind}"] = str(savers[kind](out / f"age_sweep_anime.{kind}", anime, fps).resolve())
     years = result.years
     record = {
         **head,
@@ -180,6 +199,7 @@ def write_sweep(
             "ages": None if years is None else [float(a) for a in years],
             "fps": fps,
         },
+        **({} if anime is None else {"anime": result.anime}),
         "outputs": paths,
     }
     paths["json"] = str((out / "age_sweep.json").resolve())  # paths is the record's "outputs" already

@@ -39,6 +39,8 @@ __all__ = [
     "SweepResult",
     "age_children",
     "age_sweep",
+    "anime_images",
+    "anime_record",
     "blend_and_edit",
     "child_dlatents",
     "predict",
@@ -70,6 +72,11 @@ class EditOptions:
     face_mother: int | None = None
     #: how an age in years is reached (babygan/aging.py); steps=0: the calibrated direction alone
     aging: AgingSettings = field(default_factory=AgingSettings)
+    #: also draw each child (each sweep frame) through the session's anime model (Session.anime)
+    anime: bool = False
+    #: with anime: None, the default take (the face's own code in the fine layers too); a seed,
+    #: the style take of that seed (AnimeStylizer.style_codes(1, seed)), the same for every child
+    anime_seed: int | None = None
 
     def __post_init__(self) -> None:
         # what no model changes: genes in 0..1, finite shifts (their range is the model's:
@@ -82,6 +89,8 @@ class EditOptions:
             raise BabyganError(f"size={self.size}: must be a positive number of pixels")
         if self.layers < 0:
             raise BabyganError(f"layers={self.layers}: must be >= 0")
+        if self.anime_seed is not None and not (isinstance(self.anime_seed, int) and self.anime_seed >= 0):
+            raise BabyganError(f"anime_seed={self.anime_seed!r}: must be a whole number >= 0")
         names = [n for n, _ in self.shifts]
         if "age" in names:
             raise BabyganError("age is set with --age or --age-coeff, not as a shift")
@@ -95,6 +104,8 @@ class EditOptions:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["shifts"] = dict(self.shifts)
         d["aging"] = dataclasses.asdict(self.aging)
+        if not self.anime:  # records (and a batch's done.json) of runs without anime stay as they were
+            del d["anime"], d["anime_seed"]
         return d
 
 
@@ -160,6 +171,43 @@ def _load_directions(options: EditOptions, directions: Directions) -> None:
         directions.direction(name)
 
 
+# --------------------------------------------------------------------------- anime
+
+
+def anime_images(session: Session, w: np.ndarray, seed: int | None, size: int, batch: int = 4) -> np.ndarray:
+    """Codes ``(N, L, w_dim)`` float32 drawn by the session's anime model -> ``uint8 (N, size, size, 3)``.
+
+    seed None: the default take (each code as it is); else the style take ``seed``, one style
+    code for all (so siblings, or a sweep's frames, share one style).
+    """
+    stylizer = session.anime
+    w = np.asarray(w, np.float32)
+    styles = None if seed is None else stylizer.style_codes(1, seed)  # (1, L, w_dim)
+    out = []
+    for start in range(0, len(w), batch):
+        chunk = w[start : start + batch]
+        drawn = stylizer.render(chunk, None if styles is None else np.repeat(styles, len(chunk), axis=0))
+        out += [resize(im, size) for im in drawn]
+    return np.stack(out)
+
+
+def anime_record(session: Session, seed: int | None) -> dict[str, Any]:
+    """Which anime model drew the anime images, and which take, for the records."""
+    from babygan.models import cached_sha256
+
+    model = session.anime.anime  # the AnimeModel the stylizer was made with
+    path = None if model.path is None else Path(model.path).resolve()
+    return {
+        "model": None if path is None else str(path),
+        "name": model.info.get("name"),
+        "sha256": None if path is None or not path.is_file() else cached_sha256(path),
+        "base_sha256": model.base_sha256,
+        "swap_layer": int(model.swap_layer),
+        "take": "default" if seed is None else "style",
+        "seed": seed,
+    }
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -176,6 +224,8 @@ class Child:
     resemblance: dict[str, Any] | None = None  # Session.resemblance, with options.resemblance
     estimate: dict[str, Any] | None = None  # Session.estimate: apparent age and gender, with options.estimate
     aging: dict[str, Any] | None = None  # how the age was reached (age_children), for the record
+    #: uint8 (size, size, 3): the same code (``dlatents``) drawn by the anime model, with options.anime
+    anime: np.ndarray | None = None
 
 
 @dataclass
@@ -186,6 +236,7 @@ class PredictResult:
     options: ChildOptions
     #: Session.provenance(): model, directions, encoder
     provenance: dict[str, Any] = field(default_factory=dict)
+    anime: dict[str, Any] | None = None  # anime_record(), with options.anime
 
 
 def child_dlatents(
@@ -264,6 +315,8 @@ def predict(
     options = options or ChildOptions()
     session = session or Session()
     session.edit_ranges.check(options)  # before the slow encode: nothing is made out of range
+    if options.anime:
+        _ = session.anime  # likewise: no anime model is one line before anything is made
     directions = session.directions
     _load_directions(options, directions)
     options = options.with_overrides(age=session.resolve_age(options.age))
@@ -287,7 +340,12 @@ def predict(
     if options.estimate:
         for child, estimate in zip(children, session.estimate(images), strict=True):
             child.estimate = estimate
-    return PredictResult(dad, mum, children, options, session.provenance())
+    anime = None
+    if options.anime:  # the child's final code (blend, aging, shifts), drawn by the anime model
+        for child, drawn in zip(children, anime_images(session, aged, options.anime_seed, size), strict=True):
+            child.anime = drawn
+        anime = anime_record(session, options.anime_seed)
+    return PredictResult(dad, mum, children, options, session.provenance(), anime)
 
 
 # --------------------------------------------------------------------------- age sweep
@@ -302,6 +360,9 @@ class SweepResult:
     frames: list[np.ndarray]  # uint8 (size, size, 3) each
     options: EditOptions
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: with options.anime: each frame's code drawn by the anime model, uint8 (size, size, 3) each
+    anime_frames: list[np.ndarray] | None = None
+    anime: dict[str, Any] | None = None  # anime_record(), with options.anime
 
     @property
     def coeffs(self) -> np.ndarray:
@@ -339,6 +400,8 @@ def age_sweep(
     if not steps:
         raise BabyganError("age sweep: no frames")
     session.edit_ranges.check(options, steps)  # before the slow encode: nothing is made out of range
+    if options.anime:
+        _ = session.anime  # likewise: no anime model is one line before anything is made
     directions = session.directions
     _load_directions(options, directions)
     steps = [session.resolve_age(a) for a in steps]
@@ -358,4 +421,8 @@ def age_sweep(
     frames: list[np.ndarray] = []
     for start in range(0, len(w), batch):
         frames += [resize(im, size) for im in session.synthesize(w[start : start + batch])]
-    return SweepResult(dad, mum, steps, w.astype(np.float32), frames, options, session.provenance())
+    result = SweepResult(dad, mum, steps, w.astype(np.float32), frames, options, session.provenance())
+    if options.anime:
+        result.anime_frames = list(anime_images(session, w, options.anime_seed, size, batch))
+        result.anime = anime_record(session, options.anime_seed)
+    return result

@@ -63,7 +63,8 @@ def age_sweep(
     """Show the child of FATHER and MOTHER across ages with the same latents (encoded once).
 
     Writes frame_01.png ..., sheet.png (a contact sheet), age_sweep.npy/.json and,
-    with --gif / --mp4, an animation.
+    with --gif / --mp4, an animation. With --anime, also the frames drawn by the model's
+    anime model: sheet_anime.png and, with --gif / --mp4, age_sweep_anime.gif / .mp4.
     """
     if ages is not None and coeffs is not None:
         raise click.UsageError("give --ages or --coeffs, not both")
@@ -73,6 +74,6 @@ def age_sweep(
     result = pipeline.age_sweep(father, mother, options, session.open(), ages=steps)
     paths = outputs.write_sweep(result, output_dir, gif=gif, mp4=mp4, fps=fps)
     click.echo(f"{len(paths['frames'])} frames: {Path(paths['frames'][0]).parent}")
-    for key in ("sheet", "gif", "mp4", "json"):
+    for key in ("sheet", "gif", "mp4", "anime_sheet", "anime_gif", "anime_mp4", "json"):
         if key in paths:
             click.echo(f"{key}: {paths[key]}")

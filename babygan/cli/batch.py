@@ -75,7 +75,8 @@ def batch(
     """Predict a child for every row of PAIRS (a CSV file).
 
     Columns: father, mother (photo paths, relative to the CSV's folder) and, optional,
-    name, genes, age, gender_shift (these override the options for that row). Each
+    name, genes, age, gender_shift, anime (true/false/yes/no/1/0; these override the
+    options for that row; a row with anime also gets child_anime.png). Each
     distinct photo is aligned and encoded once, on its own (--batch-size 1 unless given,
     so that a row's child does not depend on which rows ran before it, here or with --ray).
     A failing row is reported and the others still run; the exit code is 1 if any row
@@ -98,6 +99,8 @@ def batch(
         "directions": session.directions_dir,
         "encoder": session.encoder,
         "precision": session.precision,
+        # only when given: the done.json of rows made before --anime-model existed still check out
+        **({"anime_model": str(session.anime_model.resolve())} if session.anime_model is not None else {}),
     }
     run: dict[str, Any] = {"resume": resume, "settings": settings, "on_start": bar.start, "on_row": bar.row}
     try:

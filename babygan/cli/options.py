@@ -29,6 +29,7 @@ from click.core import ParameterSource
 
 from babygan import latent
 from babygan.aging import AgingSettings
+from babygan.cli.anime_options import anime_click_options, anime_values
 from babygan.cli.params import EncoderInit, Shift
 from babygan.edit_ranges import CHILDREN
 from babygan.encoder import settings
@@ -257,6 +258,7 @@ def child_options(*, age: bool = True, siblings: bool = False) -> Callable:
             show_default=True,
             help="How strongly aging holds the face descriptor (an age error of 5 years counts 1).",
         ),
+        *anime_click_options(),
     ]
     if age:
         opts += [
@@ -306,6 +308,7 @@ def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Ed
         face_father=kw.pop("face_father"),
         face_mother=kw.pop("face_mother"),
         aging=AgingSettings(steps=kw.pop("aging_steps"), identity_weight=kw.pop("likeness_weight")),
+        **anime_values(kw),
     )
     if not age:
         return edit
@@ -451,7 +454,9 @@ class SessionOptions:
         return session
 
 
-def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
+def _build_session_options(kw: dict[str, Any], *, anime_model: bool = False) -> SessionOptions:
+    """anime_model: the group has --anime-model, taken from ``kw`` (encoding_options has none:
+    ``babygan anime`` adds its own, which stays for the command)."""
 
     precision = resolve_precision(kw.pop("precision"))
     values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}
@@ -471,6 +476,7 @@ def _build_session_options(kw: dict[str, Any]) -> SessionOptions:
         offline=kw.pop("offline"),
         quiet=kw.pop("quiet"),
         precision=precision,
+        anime_model=kw.pop("anime_model") if anime_model else None,
     )
 
 
@@ -492,6 +498,7 @@ def _session_decorator(*, directions: bool) -> Callable:
                     help="Folder of direction files (age.npy, gender.npy, ...) instead of the registry's.",
                 )
             )
+            opts.append(anime_model_option())  # the commands that make children
         opts += _encoder_click_options()
         opts += [
             click.option(
@@ -501,12 +508,13 @@ def _session_decorator(*, directions: bool) -> Callable:
             offline_option(),
             quiet_option(),
         ]
-        return _building("session", opts, _build_session_options)(f)
+        build = functools.partial(_build_session_options, anime_model=directions)
+        return _building("session", opts, build)(f)
 
     return decorate
 
 
-#: model, directions, encoder, precision, --offline, --quiet -> ``session``: SessionOptions
+#: model, directions, anime model, encoder, precision, --offline, --quiet -> ``session``: SessionOptions
 session_options = _session_decorator(directions=True)
 #: the same without --directions (``babygan encode``)
 encoding_options = _session_decorator(directions=False)

@@ -74,7 +74,12 @@ def serve(host: str, port: int, max_upload_mb: float, session: SessionOptions) -
         workdir = Path(tempfile.mkdtemp(prefix="babygan-serve-"))
         try:
             service = WebService(
-                opened, workdir, directions=REGISTRY_DIRECTIONS, max_upload_bytes=int(max_upload_mb * 2**20)
+                opened,
+                workdir,
+                directions=REGISTRY_DIRECTIONS,
+                max_upload_bytes=int(max_upload_mb * 2**20),
+                # --anime-model given: it must load; else the switch is offered where the model has one
+                anime=True if session.anime_model is not None else None,
             )
             service.prepare()
 

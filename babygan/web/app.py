@@ -7,6 +7,7 @@
     GET  /api/photo/ID/face/N       a face's thumbnail
     POST /api/predict               JSON parameters -> the child's (or siblings') PNG and sheet
     POST /api/sweep                 JSON parameters -> an age-sweep GIF
+    POST /api/anime                 {"run", "seed"} -> that run's anime children in another style
     GET  /files/RUN/NAME            a result file (download)
 
 Model work runs in Starlette's thread pool (WebService queues it behind one lock), so the
@@ -130,6 +131,11 @@ def create_app(service: WebService) -> Starlette:
         return JSONResponse(await run_in_threadpool(service.sweep, params))  # type: ignore[arg-type]
 
     @_errors
+    async def anime(request: Request) -> Response:
+        params = await _json(request)
+        return JSONResponse(await run_in_threadpool(service.restyle, params))  # type: ignore[arg-type]
+
+    @_errors
     async def files(request: Request) -> Response:
         path = service.result_file(request.path_params["run"], request.path_params["name"])
         download = request.query_params.get("download")
@@ -143,6 +149,7 @@ def create_app(service: WebService) -> Starlette:
         Route("/api/photo/{photo}/face/{index:int}", face),
         Route("/api/predict", predict, methods=["POST"]),
         Route("/api/sweep", sweep, methods=["POST"]),
+        Route("/api/anime", anime, methods=["POST"]),
         Route("/files/{run}/{name}", files),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

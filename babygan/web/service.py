@@ -36,6 +36,7 @@ from babygan.outputs import write_prediction, write_sweep
 from babygan.photo import detection_pixels, load_photo
 from babygan.pipeline import ChildOptions
 from babygan.session import Session
+from babygan.web.anime_takes import AnimeRequestError, AnimeTakes, anime_params, style_seed
 
 log = logging.getLogger("babygan")
 
@@ -108,6 +109,8 @@ class WebService:
     workdir: an empty folder owned by this service (photos/ and results/ go there).
     directions: names of the directions to offer as sliders (``age`` is required; a name
     that does not load is left out with a warning).
+    anime: whether to offer the anime switch: None, where the session has an anime model;
+    True, required (``prepare`` fails without one: ``--anime-model`` was given); False, never.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class WebService:
         *,
         directions: Sequence[str] = ("age",),
         max_upload_bytes: int = 20 * 1024 * 1024,
+        anime: bool | None = None,
     ) -> None:
         self.session = session
         self.workdir = Path(workdir)
@@ -130,6 +134,9 @@ class WebService:
         self._photos: dict[str, Photo] = {}
         self._runs = itertools.count(1)
         self._busy = _Busy()
+        self._anime_wanted = anime
+        self.anime_offered = False  # whether the page offers the anime switch (known after prepare)
+        self._takes = AnimeTakes()  # the anime children's codes, for "another style"
 
     # -- the lock --------------------------------------------------------------
 
@@ -186,6 +193,14 @@ class WebService:
                     self.directions.append(name)
             if "age" not in self.directions:
                 self.directions.insert(0, "age")
+            if self._anime_wanted is not False:
+                try:
+                    _ = self.session.anime  # loads the anime model
+                    self.anime_offered = True
+                except BabyganError as exc:
+                    if self._anime_wanted:
+                        raise
+                    log.info("no anime switch: %s", exc)
 
     def info(self) -> dict[str, Any]:
         """What the page needs to draw itself: the sliders and the limits."""
@@ -204,6 +219,7 @@ class WebService:
             "age": {"min": age_min, "max": age_max, "default": latent.DEFAULT_AGE_YEARS},
             "max_siblings": MAX_SIBLINGS,
             "max_upload_bytes": self.max_upload_bytes,
+            "anime": self.anime_offered,
         }
 
     # -- photos ----------------------------------------------------------------
@@ -270,7 +286,9 @@ class WebService:
         """The child (or siblings) for ``params``; encodes only photos not seen before.
 
         params: ``{"father": {"photo": id, "face": n|null}, "mother": {...}, "genes": 0.5,
-        "style": "default", "age": 10, "shifts": {"gender": 0.5, ...}, "children": 1, "seed": 0}``.
+        "style": "default", "age": 10, "shifts": {"gender": 0.5, ...}, "children": 1, "seed": 0,
+        "anime": false, "anime_seed": null}``. With anime, each child also has ``anime``: the
+        URL of the child drawn by the anime model.
         """
         father, mother, options = self._parse(params)
         with self._models("Aligning and encoding the photos (only new photos take long)"):
@@ -281,11 +299,16 @@ class WebService:
                 result = pipeline.predict(father.path, mother.path, options, self.session)
                 out = self._new_run()
                 written = write_prediction(result, out)
+                if options.anime:  # the codes, for "another style" (restyle)
+                    kept = [(c.name, c.dlatents) for c in result.children]
+                    self._takes.keep(out.name, int(result.children[0].image.shape[0]), kept)
         run = out.name
-        children = [
-            {"name": c.name, "url": _file_url(run, Path(p["image"]).name)}
-            for c, p in zip(result.children, written["children"], strict=True)
-        ]
+        children = []
+        for c, p in zip(result.children, written["children"], strict=True):
+            child = {"name": c.name, "url": _file_url(run, Path(p["image"]).name)}
+            if "anime" in p:
+                child["anime"] = _file_url(run, Path(p["anime"]).name)
+            children.append(child)
         return {
             "run": run,
             "children": children,
@@ -294,8 +317,28 @@ class WebService:
             "seconds": round(time.monotonic() - start, 2),
         }
 
+    def restyle(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The page's "another style": the anime children of an earlier prediction (its ``run``,
+        made with anime on) drawn again with the style of ``seed`` (null: the default take);
+        nothing is encoded or blended again. ``{"run": "r00003", "seed": 4}`` -> ``{"run", "seed",
+        "children": [{"name", "anime"}]}``."""
+        if not isinstance(params, Mapping):
+            raise WebError("expected a JSON object")
+        run = params.get("run")
+        if not (isinstance(run, str) and _RUN.fullmatch(run)):
+            raise WebError(f"run: expected a run such as r00001, got {run!r}")
+        with self._models("Drawing another anime style"):
+            try:
+                seed = style_seed(params.get("seed"), "seed")
+                drawn = self._takes.draw(self.session, run, self.results_dir / run, seed)
+            except AnimeRequestError as exc:
+                raise WebError(str(exc), exc.status) from exc
+        children = [{"name": name, "anime": _file_url(run, path.name)} for name, path in drawn]
+        return {"run": run, "seed": seed, "children": children}
+
     def sweep(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """An age-sweep GIF (and its contact sheet) of the child for ``params``."""
+        """An age-sweep GIF (and its contact sheet) of the child for ``params``; with anime, the
+        anime sweep's GIF too (``anime_gif``)."""
 
         father, mother, options = self._parse(params)
         size = min(int(self.session.generator.resolution), SWEEP_MAX_SIZE)
@@ -310,11 +353,14 @@ class WebService:
             )
             out = self._new_run()
             paths = write_sweep(result, out, gif=True, fps=SWEEP_FPS)
-        return {
+        answer = {
             "run": out.name,
             "gif": _file_url(out.name, Path(paths["gif"]).name),
             "sheet": _file_url(out.name, Path(paths["sheet"]).name),
         }
+        if "anime_gif" in paths:
+            answer["anime_gif"] = _file_url(out.name, Path(paths["anime_gif"]).name)
+        return answer
 
     def result_file(self, run: str, name: str) -> Path:
         """A file of a result folder, checked to stay inside it."""
@@ -331,6 +377,7 @@ class WebService:
         runs = sorted(p for p in self.results_dir.iterdir() if _RUN.fullmatch(p.name))
         for old in runs[:-KEEP_RESULTS]:
             shutil.rmtree(old, ignore_errors=True)
+        self._takes.forget_all_but(p.name for p in runs[-KEEP_RESULTS:])
         return out
 
     @contextlib.contextmanager
@@ -377,6 +424,12 @@ class WebService:
         age = _number(params.get("age", latent.DEFAULT_AGE_YEARS), "age", float)
         _check_ranges(self.session.edit_ranges, genes, age, shifts)
         try:
+            anime, anime_seed = anime_params(params)
+        except AnimeRequestError as exc:
+            raise WebError(str(exc)) from exc
+        if anime and not self.anime_offered:
+            raise WebError(f"anime: {Path(self.session.model).name} has no anime model here")
+        try:
             options = ChildOptions(
                 genes=genes,
                 style=str(params.get("style", _DEFAULTS.style)),
@@ -389,6 +442,8 @@ class WebService:
                 # the page shows neither: dlib and the attribute network on every slider move would slow it
                 resemblance=False,
                 estimate=False,
+                anime=anime,
+                anime_seed=anime_seed,
             )
         except BabyganError as exc:
             raise WebError(str(exc)) from exc

@@ -11,6 +11,7 @@ const state = {
   inflight: false,
   again: false,
   last: null,                              // the last prediction's answer
+  animeSeed: null,                         // the anime style shown: null = the child's own (default take)
 };
 
 async function api(path, options = {}) {
@@ -131,8 +132,12 @@ function params() {
     shifts,
     children: Number($("children").value) || 1,
     seed: Number($("seed").value) || 0,
+    anime: animeOn(),
+    anime_seed: animeOn() ? state.animeSeed : null,
   };
 }
+
+function animeOn() { return Boolean(state.info && state.info.anime && $("anime").checked); }
 
 function slider(name, min, max, step, value) {
   const label = document.createElement("label");
@@ -205,6 +210,42 @@ function showChild(answer, sent) {
   }
   $("download-child").href = `${first.url}?download=1`;
   $("download-sheet").href = `${answer.sheet}?download=1`;
+  showAnime(first.anime || null, answer.run);
+}
+
+function showAnime(url, run) {
+  // the anime child beside the child; data-run / data-anime-seed tell a browser test what it shows
+  const img = $("anime-image");
+  img.hidden = !url;
+  $("download-anime").hidden = !url;
+  if (!url) return;
+  const seed = state.animeSeed === null ? "default" : String(state.animeSeed);
+  img.onload = () => { img.dataset.run = run; img.dataset.animeSeed = seed; };
+  img.src = url;
+  $("download-anime").href = `${url}?download=1`;
+}
+
+async function anotherStyle() {
+  // the same child (its code kept by the server) in the next style: no new encode or blend
+  if (!state.last || !state.last.children[0].anime) return;
+  const button = $("another-style");
+  button.disabled = true;
+  const seed = state.animeSeed === null ? 0 : state.animeSeed + 1;
+  try {
+    const answer = await api("/api/anime", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ run: state.last.run, seed }),
+    });
+    state.animeSeed = answer.seed;
+    for (const [i, child] of answer.children.entries()) state.last.children[i].anime = child.anime;
+    showAnime(answer.children[0].anime, answer.run);
+    showMessage("");
+  } catch (err) {
+    showMessage(err.message);
+  } finally {
+    updateButtons();
+  }
 }
 
 function startProgress() {
@@ -244,6 +285,9 @@ async function makeGif() {
     const preview = $("gif-preview");
     preview.src = answer.gif;
     preview.hidden = false;
+    const anime = $("anime-gif-preview");
+    anime.hidden = !answer.anime_gif;
+    if (answer.anime_gif) anime.src = answer.anime_gif;
     showMessage("");
   } catch (err) {
     showMessage(err.message);
@@ -258,6 +302,9 @@ function updateButtons() {
   $("download-child").classList.toggle("disabled", !have);
   $("download-sheet").classList.toggle("disabled", !have);
   $("make-gif").disabled = !ready();
+  const button = $("another-style");
+  button.hidden = !animeOn();
+  button.disabled = !(have && state.last.children[0].anime);
 }
 
 // ------------------------------------------------------------------ start
@@ -270,6 +317,8 @@ async function start() {
   }
   for (const id of ["style", "children", "seed"]) $(id).addEventListener("change", scheduleRender);
   $("make-gif").addEventListener("click", makeGif);
+  $("another-style").addEventListener("click", anotherStyle);
+  $("anime").addEventListener("change", () => { state.animeSeed = null; updateButtons(); scheduleRender(); });
   try {
     state.info = await api("/api/info");
   } catch (err) {
@@ -280,6 +329,7 @@ async function start() {
   $("model-name").textContent = `Model: ${info.model} (${info.resolution} px).`;
   Object.assign($("age"), { min: info.age.min, max: info.age.max });
   $("children").max = info.max_siblings;
+  $("anime-switch").hidden = !info.anime;
   const box = $("directions");
   for (const d of info.directions) box.append(slider(d.name, d.min, d.max, 0.1, 0));
   document.body.dataset.ready = "1";
