@@ -30,9 +30,9 @@ from click.core import ParameterSource
 from babygan import latent
 from babygan.aging import AgingSettings
 from babygan.cli.anime_options import anime_click_options, anime_values
-from babygan.cli.params import EncoderInit, Shift
+from babygan.cli.encoder_options import ENCODER_FIELDS, encoder_click_options
+from babygan.cli.params import Shift
 from babygan.edit_ranges import CHILDREN
-from babygan.encoder import settings
 from babygan.latent import Age
 from babygan.model_choice import choose_model
 from babygan.pipeline import ChildOptions, EditOptions
@@ -327,98 +327,6 @@ def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Ed
 
 # --------------------------------------------------------------------------- session and encoder
 
-# The encoder's options: EncoderSettings field -> (option, help). Types, choices and defaults
-# come from the dataclass itself (babygan/encoder/settings.py).
-_ENCODER_FIELDS = {
-    "iterations": ("--iterations", "Encoder optimisation steps per photo."),
-    "lr": ("--lr", "Encoder learning rate (Adam)."),
-    "decay_rate": (
-        "--decay-rate",
-        "The learning rate is multiplied by this every --decay-percent of the iterations "
-        "(BabyGAN: --iterations 100 --lr 0.25 --decay-rate 0.9).",
-    ),
-    "decay_percent": ("--decay-percent", "Learning-rate decay period, % of the iterations."),
-    "perceptual": (
-        "--perceptual",
-        "Encoder loss: vgg16 = VGG16 features + pixel + MS-SSIM (needs the VGG16 weights file); "
-        "pixel = pixel + MS-SSIM only; identity = pixel + MS-SSIM + dlib's face descriptor "
-        "distance (nothing to download).",
-    ),
-    "identity_weight": (
-        "--identity-weight",
-        "With --perceptual identity: weight of the face descriptor distance (same person < 0.6).",
-    ),
-    "init": (
-        "--init",
-        "Encoder start: the estimator's guess (auto: when one is available), dlatent_avg, "
-        "or FILE.npy, earlier dlatents (L, 512) to go on from.",
-    ),
-    "estimator": ("--estimator", "Estimator file (name or path; .keras from `babygan train-estimator`)."),
-    "seed": ("--encoder-seed", "Seed of the encoder's stochastic clipping."),
-    "batch_size": ("--batch-size", "Photos the encoder optimises together."),
-    "optimizer": (
-        "--optimizer",
-        "adam: --iterations Adam steps; lbfgs: L-BFGS-B for at most --iterations iterations "
-        "(pbaylies' fast recipe: a handful, e.g. 10).",
-    ),
-    "face_mask": ("--face-mask/--no-face-mask", "Encoder loss on the face only (dlib's landmark hull)."),
-    "mask_scale": ("--mask-scale", "Face mask: the landmark hull scaled by this about its centre."),
-    "composite": (
-        "--composite/--no-composite",
-        "encode: the written reconstruction keeps the aligned photo outside the face.",
-    ),
-    "composite_blur": ("--composite-blur", "Blur of the composite's mask edge, px at 1024 px."),
-    "early_stopping": (
-        "--early-stopping/--no-early-stopping",
-        "Adam stops a photo once its loss stops falling (see the threshold and patience).",
-    ),
-    "early_stopping_threshold": (
-        "--early-stopping-threshold",
-        "Early stopping: running loss decrease under this...",
-    ),
-    "early_stopping_patience": ("--early-stopping-patience", "...for more than this many steps."),
-    "average_best_loss": (
-        "--average-best-loss",
-        "Adam: each new best dlatents = A x previous best + (1 - A) x new (pbaylies: 0.25); 0 = off.",
-    ),
-    "sharpen_input": ("--sharpen-input/--no-sharpen-input", "Sharpen the photo for the encoder's loss."),
-    "tile_dlatents": (
-        "--tile-dlatents/--no-tile-dlatents",
-        "Optimise one 512-vector shared by every layer.",
-    ),
-}
-
-
-def _encoder_click_options() -> list[Callable]:
-
-    kinds: dict[str, Any] = {
-        "iterations": click.IntRange(min=1),
-        "lr": click.FloatRange(min=0, min_open=True),
-        "decay_rate": click.FloatRange(0.0, 1.0, min_open=True),
-        "decay_percent": click.FloatRange(0.0, 100.0, min_open=True),
-        "perceptual": click.Choice(settings.PERCEPTUAL_CHOICES),
-        "identity_weight": click.FloatRange(min=0),
-        "init": EncoderInit(),
-        "estimator": str,
-        "seed": int,
-        "batch_size": click.IntRange(min=1),
-        "optimizer": click.Choice(settings.OPTIMIZER_CHOICES),
-        "mask_scale": click.FloatRange(min=0, min_open=True),
-        "composite_blur": click.FloatRange(min=0),
-        "early_stopping_threshold": float,
-        "early_stopping_patience": click.IntRange(min=0),
-        "average_best_loss": click.FloatRange(0.0, 1.0, max_open=True),
-    }
-    defaults = {f.name: f.default for f in dataclasses.fields(settings.EncoderSettings)}
-    options = []
-    for name, (opt, text) in _ENCODER_FIELDS.items():
-        kind: dict[str, Any] = {} if "/" in opt else {"type": kinds[name]}  # on/off pairs are flags
-        # where the model decides (settings.model_defaults), help says each model's; the value stays
-        own = settings.OWN_ENCODER_DEFAULTS.get(name)
-        kind["show_default"] = True if own is None else f"{defaults[name]} for FFHQ, {own} for builtin"
-        options.append(click.option(opt, f"encoder_{name}", default=defaults[name], help=text, **kind))
-    return options
-
 
 @dataclass(frozen=True)
 class SessionOptions:
@@ -459,7 +367,7 @@ def _build_session_options(kw: dict[str, Any], *, anime_model: bool = False) -> 
     ``babygan anime`` adds its own, which stays for the command)."""
 
     precision = resolve_precision(kw.pop("precision"))
-    values = {name: kw.pop(f"encoder_{name}") for name in _ENCODER_FIELDS}
+    values = {name: kw.pop(f"encoder_{name}") for name in ENCODER_FIELDS}
     # only what the user typed: the session fills in the rest with the model's own defaults
     # (babygan.encoder.settings.model_defaults: the built-in model needs no VGG16)
     ctx = click.get_current_context(silent=True)
@@ -499,7 +407,7 @@ def _session_decorator(*, directions: bool) -> Callable:
                 )
             )
             opts.append(anime_model_option())  # the commands that make children
-        opts += _encoder_click_options()
+        opts += encoder_click_options()
         opts += [
             click.option(
                 "--no-cache", is_flag=True, help="Encode again even if the photo's dlatents are cached."

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from babygan import align, latent, pipeline
@@ -37,6 +36,7 @@ from babygan.photo import detection_pixels, load_photo
 from babygan.pipeline import ChildOptions
 from babygan.session import Session
 from babygan.web.anime_takes import AnimeRequestError, AnimeTakes, anime_params, style_seed
+from babygan.web.upload import display_name, size_mb, square_crop
 
 log = logging.getLogger("babygan")
 
@@ -230,12 +230,13 @@ class WebService:
         The same bytes uploaded twice are one photo (so the Session's encodings are reused).
         Raises WebError with a message for the page when it is not a usable photo.
         """
-        name = _display_name(filename)
+        name = display_name(filename)
         if not data:
             raise WebError(f"{name}: the file is empty")
         if len(data) > self.max_upload_bytes:
             raise WebError(
-                f"{name}: {_mb(len(data))} is over the upload limit of {_mb(self.max_upload_bytes)}", 413
+                f"{name}: {size_mb(len(data))} is over the upload limit of {size_mb(self.max_upload_bytes)}",
+                413,
             )
         photo_id = hashlib.sha256(data).hexdigest()[:16]
         known = self._photos.get(photo_id)
@@ -262,7 +263,7 @@ class WebService:
             raise WebError(f"{name}: no face found; use a photo where the face is clearly visible")
         height, width = image.shape[:2]
         for i, face in enumerate(faces, start=1):
-            thumb = Image.fromarray(_square_crop(image, face.box))
+            thumb = Image.fromarray(square_crop(image, face.box))
             thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)  # keeps the aspect ratio
             thumb.save(self.photos_dir / f"{photo_id}_face{i}.png")
         largest = max(range(len(faces)), key=lambda i: faces[i].area) + 1
@@ -485,33 +486,9 @@ def _within(wanted: tuple[float, float], allowed: tuple[float, float]) -> tuple[
     return max(wanted[0], allowed[0]), min(wanted[1], allowed[1])
 
 
-def _display_name(filename: str) -> str:
-    """The last part of the uploaded file's name, printable and short."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip()
-    return (base[:77] + "...") if len(base) > 80 else (base or "photo")
-
-
 def _rename(message: str, path: Path, name: str) -> str:
     return message.replace(str(path), name)
 
 
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
-
-
 def _file_url(run: str, name: str) -> str:
     return f"/files/{run}/{name}"
-
-
-def _square_crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.3) -> np.ndarray:
-    """A square around a face box (widened by ``margin`` each side), clipped to the photo."""
-    left, top, right, bottom = box
-    side = max(right - left, bottom - top) * (1 + 2 * margin)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    height, width = image.shape[:2]
-    x0, y0 = max(int(cx - side / 2), 0), max(int(cy - side / 2), 0)
-    x1, y1 = min(int(cx + side / 2), width), min(int(cy + side / 2), height)
-    if x1 <= x0 or y1 <= y0:
-        return image
-    return np.ascontiguousarray(image[y0:y1, x0:x1])
