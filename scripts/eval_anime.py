@@ -18,10 +18,12 @@ draws each code (the default take: the photo's own code in every layer).
 - (b) layout: correlation of the 8 x 8 grey structure of each photo and its output, and the
   match-back rate: for each of --match photos, is its own output the most correlated of the
   --match outputs (chance 1 / match); the base's drawings give the ceiling;
-- (c) styles: --takes takes of each of --takes-photos photos (layers >= swap_layer from the
-  base's mapping of fixed z, GANs N' Roses style), mean pairwise pixel L1 and structure distance
+- (c) styles: --takes takes of each of --takes-photos photos (``AnimeStylizer.takes``, as
+  ``babygan anime --styles`` draws them), mean pairwise pixel L1 and structure distance
   between takes of one photo against those between different photos' outputs;
-- (d) the clip figure is not measured here (it needs babygan.anime.clip).
+- (d) a clip: --clip-photo made into a 3-second 25 fps clip by a slow zoom and pan, through
+  ``babygan anime``'s clip route; frame count and fps in and out, and the mean frame-to-frame
+  change of the output against the input's.
 
 Writes OUT/figures.json and OUT/sheet.png (rows: photo, base, anime, the takes); prints the
 figures with the load average.
@@ -58,22 +60,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--takes", type=int, default=4, help="style takes per photo")
     ap.add_argument("--takes-photos", type=int, default=25, help="photos given --takes takes each")
     ap.add_argument("--seed", type=int, default=0, help="the takes' style codes")
+    ap.add_argument(
+        "--clip-photo",
+        default=str(SHARED / "faces" / "obama.jpg"),
+        help="a photo made into a 3-second clip (zoom and pan) for the clip figure; '' skips it",
+    )
     return ap.parse_args(argv)
 
 
-def _takes(anime, codes, n_takes: int, seed: int):
-    """uint8 (P, T, R, R, 3): each code with layers >= swap_layer from T fixed style codes."""
+def _takes(stylizer, codes, n_takes: int, seed: int):
+    """uint8 (P, T, R, R, 3): each code's T takes, as ``babygan anime --styles T --seed S`` draws them."""
     import numpy as np
 
-    from babygan.stylegan.generator import to_uint8
+    return np.stack([stylizer.takes(w, n_takes, seed) for w in codes])
 
-    g = anime.generator
-    z = np.random.default_rng(seed).standard_normal((n_takes, g.z_dim), dtype=np.float32)
-    styles = g.mapping(z)  # (T, L, w_dim): the base's mapping (frozen in the anime model)
-    w = np.repeat(codes[:, None], n_takes, axis=1)  # (P, T, L, w_dim)
-    w[:, :, anime.swap_layer :] = styles[None, :, anime.swap_layer :]
-    images = to_uint8(g.synthesis(w.reshape(-1, *codes.shape[1:]), noise="const"))
-    return images.reshape(len(codes), n_takes, *images.shape[1:])
+
+def make_clip(photo: Path, path: Path, *, seconds: float = 3.0, fps: float = 25.0, size: int = 320) -> Path:
+    """A clip of a real face: a slow zoom and pan over ``photo`` (uint8 frames, MP4), so the face
+    moves in the frame as in a handheld shot."""
+    import numpy as np
+    from PIL import Image
+
+    from babygan import render
+    from babygan.photo import load_photo
+
+    image = Image.fromarray(load_photo(photo))
+    W, H = image.size
+    frames = []
+    n = round(seconds * fps)
+    for t in range(n):
+        a = t / max(n - 1, 1)
+        side = min(W, H) * (0.95 - 0.15 * a)  # zoom in by about a sixth
+        cx = W / 2 + 0.04 * W * np.sin(2 * np.pi * a)  # drift left and right
+        cy = H / 2 + 0.02 * H * a
+        box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        frames.append(np.asarray(image.resize((size, size), Image.Resampling.BICUBIC, box=box)))
+    return render.save_mp4(path, frames, fps)
+
+
+def frame_change(frames) -> float:
+    """Mean absolute change between consecutive frames, on [0, 255], at 128 px (any input size)."""
+    import numpy as np
+
+    from babygan import render
+
+    small = np.stack([render.resize(f, 128) for f in frames]).astype(np.float32)
+    return float(np.abs(np.diff(small, axis=0)).mean())
+
+
+def clip_figures(model: str, base: str, photo: Path, out: Path) -> dict:
+    """The clip figure: a 3-second 25 fps clip of ``photo`` through ``babygan anime``'s clip route;
+    frame counts, fps and the frame-to-frame change of output against input."""
+    from babygan.anime.clip import anime_clip, open_clip
+    from babygan.session import Session
+
+    clip_path = make_clip(photo, out / "clip.mp4")
+    session = Session(base, anime_model=model, progress=False)
+    result = anime_clip(clip_path, session)
+    source = open_clip(clip_path)
+    inputs = list(source.frames())
+    change_in, change_out = frame_change(inputs), frame_change(result.frames)
+    return {
+        "photo": photo.name,
+        "frames_in": len(inputs),
+        "frames_out": len(result.frames),
+        "fps_in": source.fps,
+        "fps_out": result.fps,
+        "faces_found": result.faces_found,
+        "change_in": round(change_in, 3),
+        "change_out": round(change_out, 3),
+        "change_ratio": round(change_out / change_in, 3) if change_in else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from babygan.align import Crop
     from babygan.anime import judge
     from babygan.anime.model import load_anime_model
+    from babygan.anime.stylize import AnimeStylizer
     from babygan.atomic import write_text_atomic
     from babygan.builtin import builtin_anime_path
     from babygan.errors import BabyganError
@@ -96,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         backend.start()
         cascade = judge.AnimeFaceCascade(args.cascade)
         base = load_generator(args.base)
-        anime = load_anime_model(builtin_anime_path() if args.model == "builtin" else args.model, base)
+        model_path = builtin_anime_path() if args.model == "builtin" else Path(args.model)
+        anime = load_anime_model(model_path, base)
         if not base.has_encoder:
             raise BabyganError(f"{args.base}: the base has no encoder E to give the photos' codes")
         r = base.resolution
@@ -111,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         drawn = to_uint8(base.synthesis(codes, noise="const"))
         outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
         p = min(args.takes_photos, len(codes))
-        takes = _takes(anime, codes[:p], args.takes, args.seed)
+        takes = _takes(AnimeStylizer(base, anime), codes[:p], args.takes, args.seed)
         m = min(args.match, len(photos))
         figures = {
             "model": str(args.model),
@@ -130,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             "layout_photo_vs_anime": judge.layout_agreement(photos[:m], outputs[:m]),
             "layout_photo_vs_base": judge.layout_agreement(photos[:m], drawn[:m]),
             "styles": judge.diversity(takes, outputs[:p]),
-            "clip": "not measured (needs babygan.anime.clip)",
         }
         out = Path(args.out)
+        if args.clip_photo:
+            figures["clip"] = clip_figures(str(model_path), args.base, Path(args.clip_photo), out)
         k = min(8, p)
         if k:
             rows = [im for i in range(k) for im in (photos[i], drawn[i], outputs[i], *takes[i])]
