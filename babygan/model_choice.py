@@ -2,11 +2,11 @@
 
 The built-in model ships inside the package, in ``babygan/builtin/``:
 
-- ``babygan-utkface64.npz``: the generator in babygan's npz format; its ``info`` records
+- ``babygan-utkface128.npz``: the generator in babygan's npz format; its ``info`` records
   its crop (``{"recipe": "ffhq", "scale": 0.7}``), name and licence, and
-  ``"directions": "babygan-utkface64"``, the folder (beside the npz, relative to it)
+  ``"directions": "babygan-utkface128"``, the folder (beside the npz, relative to it)
   holding its own latent directions;
-- ``babygan-utkface64/``: ``age.npy``, ``gender.npy`` (and ``directions.json``) from
+- ``babygan-utkface128/``: ``age.npy``, ``gender.npy`` (and ``directions.json``) from
   ``babygan learn-directions``.
 
 Any babygan npz may carry ``info["directions"]`` the same way; a model without it (the
@@ -96,7 +96,7 @@ def ship_builtin(generator: str | os.PathLike[str], directions: str | os.PathLik
 
     The generator is written again with ``info`` completed (crop kept, ``name``,
     ``licence`` and ``directions`` set); ``*.npy`` and ``directions.json`` of ``directions``
-    are copied into ``babygan/builtin/babygan-utkface64/``. Returns the model's path.
+    are copied into ``babygan/builtin/babygan-utkface128/``. Returns the model's path.
     """
 
     src = Path(directions)

@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--grow-from",
         default=None,
         help="autoencoder, new run: start from this model (a model file with E, e.g. "
-        "babygan/builtin/babygan-utkface64.npz, or a checkpoint folder) grown by a block to --resolution; "
+        "babygan/builtin/babygan-utkface128.npz, or a checkpoint folder) grown by a block to --resolution; "
         "at 128 px the recipe's defaults are GROWN_128 (babygan/train/config.py)",
     )
     p.add_argument("--fade-kimg", type=float, default=None, help="autoencoder --grow-from: fade-in length")

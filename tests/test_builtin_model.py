@@ -1,4 +1,4 @@
-"""The shipped built-in model (babygan/builtin/babygan-utkface64.npz) on real photos, offline.
+"""The shipped built-in model (babygan/builtin/babygan-utkface128.npz) on real photos, offline.
 
 These run the real model the package ships, not a stand-in: what a user gets from
 `babygan predict father.jpg mother.jpg` on a fresh machine with no network.
@@ -54,7 +54,7 @@ def test_predict_offline_with_no_model_named_writes_a_face(tmp_path):
     assert record["model"]["name"] == "builtin"
     assert record["encoder"]["perceptual"] == "identity"  # no VGG16 download
     child = np.asarray(Image.open(out / "child.png").convert("RGB"))
-    assert child.shape[0] >= 256  # shown at a size people can see, the model's 64 px upscaled
+    assert child.shape[0] >= 256  # shown at a size people can see, the model's 128 px upscaled
     assert _faces_found(child) == 1
 
 
@@ -88,7 +88,8 @@ def test_E_reconstructs_held_out_faces_far_better_than_the_average(G):
     for image in archive.read_images(archive.select("holdout")[:40]):
         found = detect_faces(image, upsample=0)
         if found:
-            faces.append(align_image(image, found[0].landmarks, 64, 256, crop_scale=G.info["crop"]["scale"]))
+            r = G.resolution
+            faces.append(align_image(image, found[0].landmarks, r, 4 * r, crop_scale=G.info["crop"]["scale"]))
     faces = np.stack(faces[:32])
 
     def psnr(w: np.ndarray) -> float:

@@ -93,18 +93,21 @@ def test_a_grown_run_fades_in_trains_resumes_and_finishes_after_the_fade(small, 
         grown_state(folder, AutoencoderConfig(resolution=64, fade_kimg=0.008, ae_kimg=0.02, **TINY))
 
 
-def test_the_shipped_64_px_model_grows_to_128(tmp_path):
+def test_the_shipped_model_grows_by_a_block(tmp_path):
+    """The shipped model (128 px; the 64 px one it was grown from, before) grows to twice its
+    size, and at fade-in 0 the grown autoencoder is the shipped one on the 2x2-averaged face."""
     from babygan.builtin import builtin_model_path
 
     path = builtin_model_path()
     if not path.is_file():
         pytest.skip("no built-in model in this build")
-    gc64, params = read_source(path)
-    gc128, grown = grow_params(gc64, params)
-    assert (gc128.resolution, gc128.num_layers) == (128, 12)
-    faces = _faces(2, 128).astype(np.float32) / 127.5 - 1.0
-    _, img_s = _autoencode(params, faces.reshape(2, 64, 2, 64, 2, 3).mean(axis=(2, 4)), gc64)
-    _, img_b = _autoencode(grown, faces, gc128, np.float32(0.0))
+    gc, params = read_source(path)
+    r = gc.resolution
+    gc2, grown = grow_params(gc, params)
+    assert (gc2.resolution, gc2.num_layers) == (2 * r, gc.num_layers + 2)
+    faces = _faces(2, 2 * r).astype(np.float32) / 127.5 - 1.0
+    _, img_s = _autoencode(params, faces.reshape(2, r, 2, r, 2, 3).mean(axis=(2, 4)), gc)
+    _, img_b = _autoencode(grown, faces, gc2, np.float32(0.0))
     assert np.abs(img_b - np.repeat(np.repeat(img_s, 2, axis=1), 2, axis=2)).max() < 1e-3
 
 

@@ -2,7 +2,7 @@
 
 - ``attributes.keras`` (+ ``attributes.json``): the age / gender network of
   ``babygan.attributes``, trained on UTKFace (non-commercial research only);
-- ``babygan-utkface64.npz`` and its directions folder ``babygan-utkface64/``: babygan's own
+- ``babygan-utkface128.npz`` and its directions folder ``babygan-utkface128/``: babygan's own
   face model (``--model builtin``; see babygan/model_choice.py), once trained.
 """
 
@@ -15,9 +15,9 @@ from babygan.errors import ModelFileError
 #: the name users type for the built-in model
 BUILTIN = "builtin"
 #: the generator file inside babygan/builtin/
-BUILTIN_FILE = "babygan-utkface64.npz"
+BUILTIN_FILE = "babygan-utkface128.npz"
 #: its directions folder, beside it
-BUILTIN_DIRECTIONS = "babygan-utkface64"
+BUILTIN_DIRECTIONS = "babygan-utkface128"
 BUILTIN_LICENCE = "trained on UTKFace: non-commercial research only"
 #: where to get the other model when this build has no built-in one
 FFHQ = "ffhq"

@@ -7,7 +7,7 @@ images = load_images("utkface200.tar", 64)           # uint8 (N, 64, 64, 3)
 trainer = Trainer(TrainConfig(resolution=64, total_kimg=2000))
 trainer.train(images, "runs/64", minutes=9)          # progress lines, samples, checkpoints
 trainer = Trainer.resume("runs/64/checkpoint")       # ... later, in a new process
-trainer.export("babygan-utkface64.npz")              # EMA generator, babygan's npz, + model card
+trainer.export("babygan-utkface128.npz")             # EMA generator, babygan's npz, + model card
 ```
 ``TrainConfig`` and ``load_images`` import no Keras; ``Trainer`` does (lazily, on first use here).
 """

@@ -1,8 +1,8 @@
 """Grow a trained autoencoder model by one block: 64 px -> 128 px, as progressive GANs grow.
 
-The source is a model file that carries E (the shipped ``babygan-utkface64.npz``) or an
-autoencoder checkpoint folder (its EMA networks). The grown model keeps every trained
-parameter and adds:
+The source is a model file that carries E (the 64 px model; the shipped ``babygan-utkface128.npz``
+was grown from it) or an autoencoder checkpoint folder (its EMA networks). The grown model keeps
+every trained parameter and adds:
 
 - synthesis: the two layers of the new resolution (fresh, StyleGAN's initialisation) and a
   new ToRGB; W+ gains those two layers' codes;
