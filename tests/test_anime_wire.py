@@ -394,7 +394,7 @@ def test_browser_anime_switch_and_another_style(tiny, tmp_path) -> None:
     env = {**os.environ, "BABYGAN_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
     args = ["--model", str(tiny["model"]), "--directions", str(tiny["directions"]),
             "--anime-model", str(tiny["anime"]), "--perceptual", "pixel", "--iterations", "2",
-            "--aging-steps", "0", "--quiet", "--offline"]  # fmt: skip
+            "--quiet", "--offline"]  # fmt: skip
     server = Server(args, env, tiny["folder"])
     try:
 
