@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "16 px, layer 4 of a 64 px model)",
     )
     g.add_argument("--batch", type=int, default=None, help="images per step (default 16)")
-    g.add_argument("--lr", type=float, default=None, help="generator learning rate (default 0.0002)")
+    g.add_argument("--lr", type=float, default=None, help="generator learning rate (default 0.002)")
     g.add_argument("--d-lr", type=float, default=None, help="discriminator learning rate (default 0.002)")
     g.add_argument("--gamma", type=float, default=None, help="R1 gamma (default 0.0002 * res^2 / batch)")
     g.add_argument(
@@ -104,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (default 2)")
     g.add_argument("--crop-side", type=float, default=None, help="anime crop: square side, share (0.75)")
     g.add_argument("--crop-y", type=float, default=None, help="anime crop: centre height, share (0.42)")
+    g.add_argument(
+        "--tune-noise", action="store_true", help="tune the noise strengths too (default: the base's)"
+    )
     g.add_argument("--no-xflip", action="store_true", help="no random mirroring of the anime faces")
     g.add_argument("--fp32", action="store_true", help="no bfloat16 (default: bf16 convolutions)")
     g.add_argument("--seed", type=int, default=None)
@@ -125,6 +128,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "ema_kimg": args.ema_kimg,
         "crop_side": args.crop_side,
         "crop_centre_y": args.crop_y,
+        "tune_noise": True if args.tune_noise else None,
         "total_kimg": args.kimg,
         "seed": args.seed,
         "base_name": str(args.base),

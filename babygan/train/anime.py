@@ -70,12 +70,15 @@ def default_swap_layer(config: GeneratorConfig) -> int:
     return max(config.num_layers - 2, 1)  # a model below 16 px: its top resolution's first layer
 
 
-def trained_names(config: GeneratorConfig, swap_layer: int) -> list[str]:
-    """The parameters the tuning changes: layers >= swap_layer (not their stored noise) and ToRGB."""
+def trained_names(config: GeneratorConfig, swap_layer: int, tune_noise: bool = False) -> list[str]:
+    """The parameters the tuning changes: layers >= swap_layer (not their stored noise; their noise
+    strengths only with ``tune_noise``) and ToRGB."""
     names = []
     for name in config.param_shapes():
         if name.startswith("synthesis.layer"):
             layer = int(name.split(".")[1][len("layer") :])
+            if name.endswith(".noise_strength") and not tune_noise:
+                continue
             if layer >= swap_layer and not name.endswith(".noise"):
                 names.append(name)
         elif name.startswith("synthesis.torgb."):
@@ -110,7 +113,10 @@ class AnimeConfig:
 
     swap_layer: int = 0  # first tuned layer; 0 = default_swap_layer(base) (the first at 16 px)
     batch: int = 16
-    g_lr: float = 0.0002  # low: the tuned layers start trained (the base's), D starts from nothing
+    # StyleGAN2's own rate. At 0.0002 (an earlier run) the convolutions moved 1 % in 10 kimg while
+    # the noise strengths grew 2-4x: the faces became noise textures, not drawings.
+    g_lr: float = 0.002
+    tune_noise: bool = False  # noise strengths stay the base's (see g_lr)
     d_lr: float = 0.002
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99
@@ -158,7 +164,7 @@ def init_state(gconfig: GeneratorConfig, config: AnimeConfig, base_params: dict[
     """The state at step 0 (nested dicts of numpy float32): ``base`` (every parameter of the base,
     never changed), ``G`` / ``G_ema`` (the tuned ones, starting as the base's), ``D``, Adam states."""
     base = {n: np.array(base_params[n], np.float32) for n in gconfig.param_shapes()}
-    g = {n: base[n].copy() for n in trained_names(gconfig, config.swap_layer)}
+    g = {n: base[n].copy() for n in trained_names(gconfig, config.swap_layer, config.tune_noise)}
     d = discriminator.init_params(gconfig, config.seed)
     return {
         "base": base,
@@ -168,12 +174,6 @@ def init_state(gconfig: GeneratorConfig, config: AnimeConfig, base_params: dict[
         "G_opt": adam_init(g, config.adam_beta1),
         "D_opt": adam_init(d, config.adam_beta1),
     }
-
-
-def _to_numpy(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(ops.convert_to_numpy(tree))
 
 
 class AnimeTrainer:
@@ -244,7 +244,7 @@ class AnimeTrainer:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """The whole state, float32 (exact resumes), atomically per file, meta.json last."""
-        self.state = _to_numpy(self.state)
+        self.state = checkpoint.to_numpy(self.state)
         meta = {
             "recipe": RECIPE,
             "config": self.config.to_dict(),
@@ -419,10 +419,10 @@ class AnimeTrainer:
 
     def anime_params(self) -> dict[str, np.ndarray]:
         """The anime model: the base's parameters with the tuned ones' EMA (numpy float32)."""
-        return {**_to_numpy(self.state["base"]), **_to_numpy(self.state["G_ema"])}
+        return {**checkpoint.to_numpy(self.state["base"]), **checkpoint.to_numpy(self.state["G_ema"])}
 
     def base_params(self) -> dict[str, np.ndarray]:
-        return dict(_to_numpy(self.state["base"]))
+        return dict(checkpoint.to_numpy(self.state["base"]))
 
     def sample_codes(self, n: int = 8, seed: int = 2024) -> np.ndarray:
         """The base's codes of n fixed z: float32 (n, L, w_dim)."""

@@ -92,12 +92,6 @@ def reconstruction_loss(fakes: Any, reals: Any, msssim_weight: float) -> tuple[A
     return l1 + msssim_weight * ms, l1, ms
 
 
-def _to_numpy(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(ops.convert_to_numpy(tree))
-
-
 class AutoencoderTrainer:
     """A run of the autoencoder recipe: settings, state, compiled steps, loop, evaluation.
 
@@ -155,7 +149,7 @@ class AutoencoderTrainer:
         )  # fmt: skip
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        self.state = _to_numpy(self.state)
+        self.state = checkpoint.to_numpy(self.state)
         meta = {
             "recipe": "autoencoder",
             "config": self.config.to_dict(),
@@ -413,9 +407,9 @@ class AutoencoderTrainer:
     def ema_params(self) -> dict[str, np.ndarray]:
         """E's and the synthesis network's EMA parameters with the stored noise inputs (numpy float32)."""
         return {
-            **_to_numpy(self.state["E_ema"]),
-            **_to_numpy(self.state["G_ema"]),
-            **_to_numpy(self.state["G_fixed"]),
+            **checkpoint.to_numpy(self.state["E_ema"]),
+            **checkpoint.to_numpy(self.state["G_ema"]),
+            **checkpoint.to_numpy(self.state["G_fixed"]),
         }
 
     def encode_render(self, faces: np.ndarray, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,15 @@ CHECKPOINT_VERSION = 1
 PART_BYTES = 15 * 2**20
 
 
+def to_numpy(tree: Any) -> Any:
+    """A state of backend tensors (nested dicts) as numpy arrays, the same nesting."""
+    if isinstance(tree, dict):
+        return {k: to_numpy(v) for k, v in tree.items()}
+    from keras import ops  # here, so that reading a checkpoint needs no backend
+
+    return np.asarray(ops.convert_to_numpy(tree))
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
     """{"G": {"a": x}} -> {"G/a": x} (numpy float32 / int arrays)."""
     flat: dict[str, np.ndarray] = {}

@@ -87,12 +87,6 @@ def init_state(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _to_numpy(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(ops.convert_to_numpy(tree))
-
-
 class Trainer:
     """A training run: its settings, its state, and the compiled steps.
 
@@ -149,7 +143,7 @@ class Trainer:
 
         Parameters, EMA and first moments are float32 as trained; Adam's second moments are
         stored as float16 log2 values (resuming changes sqrt(v) by about 1%)."""
-        self.state = _to_numpy(self.state)
+        self.state = checkpoint.to_numpy(self.state)
         meta = {
             "config": self.config.to_dict(),
             "step": self.step,
@@ -375,7 +369,7 @@ class Trainer:
 
     def ema_params(self) -> dict[str, np.ndarray]:
         """The EMA generator's full parameter dict (with the fixed noise inputs), numpy float32."""
-        params = {**_to_numpy(self.state["G_ema"]), **_to_numpy(self.state["G_fixed"])}
+        params = {**checkpoint.to_numpy(self.state["G_ema"]), **checkpoint.to_numpy(self.state["G_fixed"])}
         return {k: params[k].astype(np.float32) for k in self.gconfig.param_shapes()}
 
     def render(self, z: np.ndarray, *, truncation_psi: float = 1.0) -> np.ndarray:
@@ -404,7 +398,7 @@ class Trainer:
     def mean_w(self, n: int = 4096) -> np.ndarray:
         """The EMA mapping network's mean output over n fixed random z: (dlatent_size,) float32."""
         z = np.random.default_rng(12345).standard_normal((n, self.gconfig.latent_size), dtype=np.float32)
-        params = _to_numpy(self.state["G_ema"])
+        params = checkpoint.to_numpy(self.state["G_ema"])
         w = [
             np.asarray(ops.convert_to_numpy(network.mapping(params, z[i : i + 1024], self.gconfig)))[:, 0]
             for i in range(0, n, 1024)
