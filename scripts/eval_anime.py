@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--takes-photos", type=int, default=25, help="photos given --takes takes each")
     ap.add_argument("--seed", type=int, default=0, help="the takes' style codes")
     ap.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="judge E's feed-forward codes only (default: also the codes `babygan anime` draws, E and "
+        "the model's default refinement, and those are the headline figures)",
+    )
+    ap.add_argument(
         "--clip-photo",
         default=str(SHARED / "faces" / "obama.jpg"),
         help="a photo made into a 3-second clip (zoom and pan) for the clip figure; '' skips it",
@@ -73,6 +79,21 @@ def _takes(stylizer, codes, n_takes: int, seed: int):
     import numpy as np
 
     return np.stack([stylizer.takes(w, n_takes, seed) for w in codes])
+
+
+def _refined_codes(base: str, photos):
+    """(N, L, w_dim) codes of aligned photos uint8 (N, S, S, 3) as `babygan anime` makes them: the
+    base's encoder settings (E's guess, then its default refinement), no cache, one at a time."""
+    import numpy as np
+
+    from babygan.encoder import Encoder
+    from babygan.session import Session
+
+    session = Session(base, offline=True, progress=False, use_cache=False)
+    encoder = Encoder(session.generator, session.encoder, offline=True)
+    return np.concatenate(
+        [encoder.encode(photos[i : i + 1], progress=False).dlatents for i in range(len(photos))]
+    )
 
 
 def make_clip(photo: Path, path: Path, *, seconds: float = 3.0, fps: float = 25.0, size: int = 320) -> Path:
@@ -166,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         real = load_anime_faces(args.anime, r, crop=crop, split="holdout")[: args.photos]
         real96 = load_anime_faces(args.anime, 96, crop=AnimeCrop(1.0, 0.5), split="holdout")[: args.photos]
 
-        codes = base.encode_faces(photos)  # (N, L, w_dim)
+        e_codes = base.encode_faces(photos)  # (N, L, w_dim): E's feed-forward guess
+        codes = e_codes if args.no_refine else _refined_codes(args.base, photos)  # as `babygan anime`
         drawn = to_uint8(base.synthesis(codes, noise="const"))
         outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
+        e_outputs = to_uint8(anime.generator.synthesis(e_codes, noise="const"))
         p = min(args.takes_photos, len(codes))
         takes = _takes(AnimeStylizer(base, anime), codes[:p], args.takes, args.seed)
         m = min(args.match, len(photos))
@@ -177,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             "base": str(args.base),
             "swap_layer": anime.swap_layer,
             "photos": len(photos),
+            "codes": "E's guess" if args.no_refine else "E and the default refinement (as `babygan anime`)",
             "anime_face_rate": {
                 "anime_outputs": cascade.face_rate(outputs),
+                "anime_outputs_of_e_guess": cascade.face_rate(e_outputs),
                 "anime_takes": cascade.face_rate(takes.reshape(-1, r, r, 3)),
                 "photos": cascade.face_rate(photos),
                 "base_drawings": cascade.face_rate(drawn),

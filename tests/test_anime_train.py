@@ -255,7 +255,10 @@ def test_eval_script_prints_the_figures_on_tiny_models(base, tuned, tmp_path, mo
     assert script.main([*args, "--match", "8", "--takes", "3", "--takes-photos", "4"]) == 0
     figures = json.loads((tmp_path / "ev" / "figures.json").read_text())
     assert figures["layout_photo_vs_anime"]["n"] == 8 and figures["styles"]["takes"] == 3
-    assert set(figures["anime_face_rate"]) >= {"anime_outputs", "photos", "real_anime_32px_as_trained"}
+    assert set(figures["anime_face_rate"]) >= {
+        "anime_outputs", "anime_outputs_of_e_guess", "photos", "real_anime_32px_as_trained"
+    }  # fmt: skip
+    assert figures["codes"].startswith("E and the default refinement")
     assert len(figures["load_average"]) == 3 and (tmp_path / "ev" / "sheet.png").is_file()
     assert "match_back" in capsys.readouterr().out
 
