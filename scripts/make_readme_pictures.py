@@ -8,10 +8,7 @@ babygan's own pictures use Barack Obama's official 2012 portrait (The White Hous
 domain) and NASA's portrait of Eileen Collins that ships in scikit-image
 (``skimage.data.astronaut()``, public domain); give ``astronaut`` as a parent to use it.
 Writes OUT/builtin-sheet.png (father | child | mother), OUT/builtin-age-sweep.png (a strip of
-ages) and OUT/builtin-age-sweep.gif, all small, with the built-in model, offline; with
-``--anime``, also OUT/builtin-anime-sheet.png: the father's photo and the child, each beside its
-anime drawing and ANIME_TAKES other styles (seed ANIME_SEED), as `babygan anime --styles` and
-`predict --anime` draw them.
+ages) and OUT/builtin-age-sweep.gif, all small, with the built-in model, offline.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 # within the built-in model's age range (its age calibration: 0 to 60 years)
 AGES = (3, 10, 20, 35, 50, 60)
 TILE = 160
-ANIME_TAKES = 3
-ANIME_SEED = 1
 
 
 def _photo(name: str, folder: Path) -> Path:
@@ -46,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("father")
     ap.add_argument("mother")
     ap.add_argument("-o", "--out", default="docs")
-    ap.add_argument("--anime", action="store_true", help="also the anime sheet (needs the anime model)")
     args = ap.parse_args(argv)
 
     import babygan
@@ -69,19 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         render.save_png(out / "builtin-age-sweep.png", strip)
         frames = [render.resize(f, TILE) for f in sweep.frames]
         render.save_gif(out / "builtin-age-sweep.gif", frames, fps=2.0)
-        if args.anime:
-            stylizer = session.anime
-            dad = babygan.anime_photo(father, styles=ANIME_TAKES, seed=ANIME_SEED, session=session)
-            kid = child.children[0]
-            kid_anime = stylizer.render(kid.dlatents[None])[0]
-            kid_takes = list(stylizer.takes(kid.dlatents, ANIME_TAKES, ANIME_SEED))
-            styles = [f"style {k}" for k in range(1, ANIME_TAKES + 1)]
-            tiles = [dad.photo.aligned, dad.image, *dad.takes, kid.image, kid_anime, *kid_takes]
-            labels = ["father", "anime", *styles, "child", "anime", *styles]
-            sheet = render.contact_sheet(tiles, labels, columns=2 + ANIME_TAKES, tile=TILE)
-            render.save_png(out / "builtin-anime-sheet.png", sheet)
-    names = ["builtin-sheet.png", "builtin-age-sweep.png", "builtin-age-sweep.gif"]
-    for name in names + (["builtin-anime-sheet.png"] if args.anime else []):
+    for name in ("builtin-sheet.png", "builtin-age-sweep.png", "builtin-age-sweep.gif"):
         print(out / name, f"{(out / name).stat().st_size / 1e3:.0f} kB")
     return 0
 

@@ -83,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a UTKFace tar: the sample sheets draw E's codes of its first held-out faces (aligned "
         "as the base's photos) instead of codes of the base's mapping",
     )
-    g = p.add_argument_group("settings of a new run (fixed by its first chunk)")
+    g = p.add_argument_group(
+        "settings of a new run (fixed by its first chunk; the rates may change on a resume)"
+    )
     g.add_argument(
         "--swap-layer",
         type=int,
@@ -92,8 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "16 px, layer 4 of a 64 px model)",
     )
     g.add_argument("--batch", type=int, default=None, help="images per step (default 16)")
-    g.add_argument("--lr", type=float, default=None, help="generator learning rate (default 0.002)")
-    g.add_argument("--d-lr", type=float, default=None, help="discriminator learning rate (default 0.002)")
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="generator learning rate (default 0.002); on a resume, changes it from there on",
+    )
+    g.add_argument(
+        "--d-lr",
+        type=float,
+        default=None,
+        help="discriminator learning rate (default 0.002); on a resume, changes it from there on",
+    )
     g.add_argument("--gamma", type=float, default=None, help="R1 gamma (default 0.0002 * res^2 / batch)")
     g.add_argument(
         "--structure-weight",
@@ -148,7 +160,12 @@ def _open_run(args: argparse.Namespace, base, ckpt: Path):
     if has_checkpoint(ckpt) and args.resume != "no":
         trainer = AnimeTrainer.resume(ckpt, total_kimg=args.kimg, base=base)
         print(f"resumed {ckpt} at kimg {trainer.nimg / 1000:.2f} (step {trainer.step})")
-        ignored = sorted(set(_settings(args)) - {"total_kimg", "base_name"})
+        before = (trainer.config.g_lr, trainer.config.d_lr)
+        trainer.change_rates(args.lr, args.d_lr)
+        if (trainer.config.g_lr, trainer.config.d_lr) != before:
+            now = (trainer.config.g_lr, trainer.config.d_lr)
+            print(f"learning rates G {before[0]:g} / D {before[1]:g} -> G {now[0]:g} / D {now[1]:g}")
+        ignored = sorted(set(_settings(args)) - {"total_kimg", "base_name", "g_lr", "d_lr"})
         if ignored:
             print(f"ignored {', '.join(ignored)}: a run's settings are fixed by its first chunk")
         return trainer

@@ -84,6 +84,10 @@ def test_a_few_steps_change_only_the_layers_from_swap_layer(base, tuned):
     tuned_names = set(trained_names(trainer.gconfig, 4))
     assert "synthesis.layer4.conv.weight" in tuned_names and "synthesis.torgb.weight" in tuned_names
     assert not any(n.endswith(".noise") or "layer3." in n for n in tuned_names)
+    # the noise strengths stay the base's unless asked for (tuned, they grew into noise textures)
+    assert not any(n.endswith(".noise_strength") for n in tuned_names)
+    with_noise = set(trained_names(trainer.gconfig, 4, tune_noise=True))
+    assert with_noise - tuned_names == {f"synthesis.layer{i}.noise_strength" for i in range(4, 8)}
     params = trainer.anime_params()
     assert set(params) == {n for n in base.params if not n.startswith("encoder.")}
     frozen = [n for n in params if n not in tuned_names]
@@ -138,6 +142,27 @@ def test_a_stopped_and_resumed_run_ends_as_an_uninterrupted_one(base, tuned, tmp
     with pytest.raises(BabyganError, match="tunes another model"):
         AnimeTrainer.resume(tmp_path / "ck", base=_base(seed=1))
     assert AnimeTrainer.resume(tmp_path / "ck", total_kimg=2.0).config.total_kimg == 2.0
+
+
+def test_lower_rates_on_a_resume_are_used_and_recorded(base, tuned, tmp_path):
+    whole, faces, _ = tuned
+    whole.save(tmp_path / "ck")  # after 4 steps, 16 images
+    slow = AnimeTrainer.resume(tmp_path / "ck", base=base)
+    rates = (AnimeConfig().g_lr / 100, AnimeConfig().d_lr / 100)
+    slow.change_rates(*rates)
+    assert slow.config.rate_changes == ((0.016, *rates),)
+    fast = AnimeTrainer.resume(tmp_path / "ck", base=base)
+    before = _to_np(fast.state["G"])["synthesis.layer4.conv.weight"]
+    slow.train_step(faces)
+    fast.train_step(faces)
+    moved = {
+        name: np.abs(_to_np(t.state["G"])["synthesis.layer4.conv.weight"] - before).max()
+        for name, t in (("slow", slow), ("fast", fast))
+    }
+    assert 0 < moved["slow"] < moved["fast"] / 10  # Adam's step is the rate: a hundredth of it
+    slow.save(tmp_path / "ck2")  # the change survives a save, and a resumed config compares equal
+    again = AnimeTrainer.resume(tmp_path / "ck2", base=base)
+    assert again.config == slow.config and (again.config.g_lr, again.config.d_lr) == rates
 
 
 def _to_np(tree):

@@ -131,6 +131,8 @@ class AnimeConfig:
     total_kimg: float = 60.0  # ~1 hour on a 2-core CPU at ~16 images/s (retune from log.jsonl)
     crop_side: float = 0.75  # how the anime faces are cut (babygan.train.anime_data.AnimeCrop)
     crop_centre_y: float = 0.42
+    #: (kimg, g_lr, d_lr) for each change of rates on a resume (AnimeTrainer.change_rates), in order
+    rate_changes: tuple[tuple[float, float, float], ...] = ()
     base_sha256: str = ""  # set by AnimeTrainer.start: the base model file's
     base_name: str = ""
     seed: int = 0
@@ -144,6 +146,8 @@ class AnimeConfig:
         if self.r1_interval < 1 or self.structure_weight < 0 or self.swap_layer < 0:
             raise ValueError("r1_interval must be >= 1, structure_weight and swap_layer >= 0")
         augment_policy(self.augment)  # validates it
+        # read back from JSON as lists: kept as tuples, so that a resumed run's settings compare equal
+        object.__setattr__(self, "rate_changes", tuple(tuple(float(v) for v in c) for c in self.rate_changes))
 
     def gamma(self, resolution: int) -> float:
         return float(self.r1_gamma) if self.r1_gamma is not None else 0.0002 * resolution**2 / self.batch
@@ -241,6 +245,19 @@ class AnimeTrainer:
             config, gconfig, state, step=int(meta["step"]), nimg=int(meta["nimg"]),
             seconds=float(meta["seconds"]),
         )  # fmt: skip
+
+    def change_rates(self, g_lr: float | None = None, d_lr: float | None = None) -> None:
+        """Go on with other learning rates (e.g. lower ones to settle a run that has become
+        unsteady); the change and the kimg it was made at are kept in ``config.rate_changes``."""
+        g_lr = self.config.g_lr if g_lr is None else float(g_lr)
+        d_lr = self.config.d_lr if d_lr is None else float(d_lr)
+        if (g_lr, d_lr) == (self.config.g_lr, self.config.d_lr):
+            return
+        change = (self.nimg / 1000.0, g_lr, d_lr)
+        self.config = replace(
+            self.config, g_lr=g_lr, d_lr=d_lr, rate_changes=(*self.config.rate_changes, change)
+        )
+        self._steps = {}  # the compiled steps hold the old rates
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """The whole state, float32 (exact resumes), atomically per file, meta.json last."""
