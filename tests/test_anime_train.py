@@ -249,6 +249,20 @@ def test_the_cascade_finds_real_anime_faces_and_not_blobs():
         judge.AnimeFaceCascade("missing.xml")
 
 
+def test_the_cascade_needs_a_border_around_faces_cut_to_babygans_frame():
+    """Real anime faces cut as the anime model is trained on them (the photos' tight frame, 128
+    px): the cascade, looking for whole heads, misses nearly all of them unless given a border."""
+    path = shared_path("detectors", "lbpcascade_animeface.xml")
+    bare, framed = judge.AnimeFaceCascade(path), judge.AnimeFaceCascade(path, margin=judge.FRAME_MARGIN)
+    tight = load_anime_faces(
+        shared_path("datasets", "anime96.tar"), 128, crop=AnimeCrop(0.75, 0.42), split="holdout"
+    )[:60]
+    assert bare.face_rate(tight) < 0.1 and framed.face_rate(tight) > 0.45
+    assert framed.face_rate(_blobs(8)) == 0.0
+    with pytest.raises(BabyganError, match="margin"):
+        judge.AnimeFaceCascade(path, margin=-0.1)
+
+
 def test_eval_script_prints_the_figures_on_tiny_models(base, tuned, tmp_path, monkeypatch, capsys):
     import importlib.util
 
@@ -284,6 +298,9 @@ def test_eval_script_prints_the_figures_on_tiny_models(base, tuned, tmp_path, mo
         "anime_outputs", "anime_outputs_of_e_guess", "photos", "real_anime_32px_as_trained"
     }  # fmt: skip
     assert figures["codes"].startswith("E and the default refinement")
+    assert (
+        figures["cascade_margin"] == judge.FRAME_MARGIN and "photos" in figures["anime_face_rate_no_margin"]
+    )
     assert len(figures["load_average"]) == 3 and (tmp_path / "ev" / "sheet.png").is_file()
     assert "match_back" in capsys.readouterr().out
 
