@@ -113,10 +113,8 @@ class AnimeConfig:
 
     swap_layer: int = 0  # first tuned layer; 0 = default_swap_layer(base) (the first at 16 px)
     batch: int = 16
-    # StyleGAN2's own rate. At 0.0002 (an earlier run) the convolutions moved 1 % in 10 kimg while
-    # the noise strengths grew 2-4x: the faces became noise textures, not drawings.
-    g_lr: float = 0.002
-    tune_noise: bool = False  # noise strengths stay the base's (see g_lr)
+    g_lr: float = 0.002  # StyleGAN2's; at 0.0002 (tuned noise) the faces became noise textures
+    tune_noise: bool = False  # tuned, the noise strengths grew 2-4x while the convolutions moved 1 %
     d_lr: float = 0.002
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99
