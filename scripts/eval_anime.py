@@ -8,8 +8,10 @@
 
 The photos are the first N held-out faces of utkface200.tar (babygan.utkface's split), aligned
 with the base model's crop at its size, as ``babygan align --model builtin`` aligns a photo (and
-as scripts/eval_builtin.py gets them); E (the base's encoder) gives their codes; the anime model
-draws each code (the default take: the photo's own code in every layer).
+as scripts/eval_builtin.py gets them); E (the base's encoder) and the base's default refinement
+give their codes, as `babygan anime` makes them (--no-refine: E's guess alone; E's guess is
+judged beside them anyway); the anime model draws each code (the default take: the photo's own
+code in every layer).
 
 - (a) anime-face rate: the share of images in which OpenCV's anime-face cascade finds a face
   (babygan.anime.judge, settings of ../shared/detectors/README.md), given a border of --margin
