@@ -92,16 +92,16 @@ def _takes(stylizer, codes, n_takes: int, seed: int):
     return np.stack([stylizer.takes(w, n_takes, seed) for w in codes])
 
 
-def _refined_codes(base: str, photos):
+def _refined_codes(base, photos):
     """(N, L, w_dim) codes of aligned photos uint8 (N, S, S, 3) as `babygan anime` makes them: the
-    base's encoder settings (E's guess, then its default refinement), no cache, one at a time."""
+    base Generator's own encoder settings (E's guess, then its default refinement), no cache, one
+    photo at a time."""
     import numpy as np
 
     from babygan.encoder import Encoder
-    from babygan.session import Session
+    from babygan.encoder.settings import settings_for_model
 
-    session = Session(base, offline=True, progress=False, use_cache=False)
-    encoder = Encoder(session.generator, session.encoder, offline=True)
+    encoder = Encoder(base, settings_for_model(base.info, base.has_encoder), offline=True)
     return np.concatenate(
         [encoder.encode(photos[i : i + 1], progress=False).dlatents for i in range(len(photos))]
     )
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         real96 = load_anime_faces(args.anime, 96, crop=AnimeCrop(1.0, 0.5), split="holdout")[: args.photos]
 
         e_codes = base.encode_faces(photos)  # (N, L, w_dim): E's feed-forward guess
-        codes = e_codes if args.no_refine else _refined_codes(args.base, photos)  # as `babygan anime`
+        codes = e_codes if args.no_refine else _refined_codes(base, photos)  # as `babygan anime`
         drawn = to_uint8(base.synthesis(codes, noise="const"))
         outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
         e_outputs = to_uint8(anime.generator.synthesis(e_codes, noise="const"))
