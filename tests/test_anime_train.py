@@ -163,6 +163,9 @@ def test_lower_rates_on_a_resume_are_used_and_recorded(base, tuned, tmp_path):
     slow.save(tmp_path / "ck2")  # the change survives a save, and a resumed config compares equal
     again = AnimeTrainer.resume(tmp_path / "ck2", base=base)
     assert again.config == slow.config and (again.config.g_lr, again.config.d_lr) == rates
+    with pytest.raises(BabyganError, match="g_lr must be > 0") as err:  # one line, run unchanged
+        again.change_rates(g_lr=-1.0)
+    assert "\n" not in str(err.value) and again.config == slow.config
 
 
 def _to_np(tree):

@@ -245,16 +245,16 @@ class AnimeTrainer:
         )  # fmt: skip
 
     def change_rates(self, g_lr: float | None = None, d_lr: float | None = None) -> None:
-        """Go on with other learning rates (e.g. lower ones to settle a run that has become
-        unsteady); the change and the kimg it was made at are kept in ``config.rate_changes``."""
+        """Go on with other learning rates; the change and its kimg are kept in ``config.rate_changes``."""
         g_lr = self.config.g_lr if g_lr is None else float(g_lr)
         d_lr = self.config.d_lr if d_lr is None else float(d_lr)
         if (g_lr, d_lr) == (self.config.g_lr, self.config.d_lr):
             return
-        change = (self.nimg / 1000.0, g_lr, d_lr)
-        self.config = replace(
-            self.config, g_lr=g_lr, d_lr=d_lr, rate_changes=(*self.config.rate_changes, change)
-        )
+        changes = (*self.config.rate_changes, (self.nimg / 1000.0, g_lr, d_lr))
+        try:
+            self.config = replace(self.config, g_lr=g_lr, d_lr=d_lr, rate_changes=changes)
+        except ValueError as exc:
+            raise BabyganError(f"learning rates: {exc}") from None
         self._steps = {}  # the compiled steps hold the old rates
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
