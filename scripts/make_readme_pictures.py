@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
-# within the built-in model's age range (its age calibration: 0 to 60 years)
-AGES = (3, 10, 20, 35, 50, 60)
+# within the built-in model's age range (its age calibration: 0 to 50 years)
+AGES = (3, 10, 20, 30, 40, 50)
 TILE = 160
 
 
