@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         drawn = to_uint8(base.synthesis(codes, noise="const"))
         outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
         e_outputs = to_uint8(anime.generator.synthesis(e_codes, noise="const"))
+        # the refined codes' layout with E's guess from the swap layer on (E's guess lies nearer the
+        # codes the anime model was tuned on than the refinement's)
+        e_styled = AnimeStylizer(base, anime).mix(codes, e_codes)
+        e_styled_outputs = to_uint8(anime.generator.synthesis(e_styled, noise="const"))
         p = min(args.takes_photos, len(codes))
         takes = _takes(AnimeStylizer(base, anime), codes[:p], args.takes, args.seed)
         m = min(args.match, len(photos))
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             return {
                 "anime_outputs": cascade.face_rate(outputs),
                 "anime_outputs_of_e_guess": cascade.face_rate(e_outputs),
+                "anime_outputs_layout_refined_style_e_guess": cascade.face_rate(e_styled_outputs),
                 "anime_takes": cascade.face_rate(flat_takes),
                 "photos": cascade.face_rate(photos),
                 "base_drawings": cascade.face_rate(drawn),

@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="weight of the layout term holding each fake to the base's image of its code (default 1; 0 off)",
     )
+    g.add_argument(
+        "--style-weight",
+        type=float,
+        default=None,
+        help="weight of the term asking two styles of one face to differ as the base's do (default 1; 0 off)",
+    )
     g.add_argument("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (default 2)")
     g.add_argument("--crop-side", type=float, default=None, help="anime crop: square side, share (0.75)")
     g.add_argument("--crop-y", type=float, default=None, help="anime crop: centre height, share (0.42)")
@@ -137,6 +143,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "d_lr": args.d_lr,
         "r1_gamma": args.gamma,
         "structure_weight": args.structure_weight,
+        "style_weight": args.style_weight,
         "ema_kimg": args.ema_kimg,
         "crop_side": args.crop_side,
         "crop_centre_y": args.crop_y,
@@ -253,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             f"anime tuning of {c.base_name or args.base} ({gc.resolution} px, {gc.num_layers} layers): "
             f"layers {c.swap_layer}-{gc.num_layers - 1} + ToRGB tuned, 0-{c.swap_layer - 1} and the mapping "
             f"frozen; {len(faces)} anime faces, batch {c.batch}, lr G {c.g_lr:g} / D {c.d_lr:g}, gamma "
-            f"{c.gamma(gc.resolution):g}, structure {c.structure_weight:g}, EMA {c.ema_kimg:g} kimg, "
+            f"{c.gamma(gc.resolution):g}, structure {c.structure_weight:g}, style {c.style_weight:g}, "
+            f"EMA {c.ema_kimg:g} kimg, "
             f"{'bf16' if c.mixed_precision else 'fp32'}, to {c.total_kimg:g} kimg"
         )
         trainer.train(

@@ -26,6 +26,7 @@ from babygan.anime.model import load_anime_model
 from babygan.errors import BabyganError, ModelFileError
 from babygan.train.anime import AnimeConfig, AnimeTrainer, structure_maps, trained_names
 from babygan.train.anime_data import AnimeCrop, load_anime_faces
+from babygan.train.anime_layers import mix_styles, style_gap
 from babygan.train.checkpoint import flatten
 from babygan.utkface import CROP, holdout_score
 
@@ -79,8 +80,10 @@ def tuned(base):
 def test_a_few_steps_change_only_the_layers_from_swap_layer(base, tuned):
     trainer, _, metrics = tuned
     assert trainer.config.swap_layer == 4  # the first layer at 16 px of a 32 px model
-    assert all(np.isfinite(m[[0, 1, 2, 4, 5]]).all() for m in metrics)  # D, G, structure, real, fake
-    assert np.isfinite(metrics[0][3]) and np.isnan(metrics[1][3])  # lazy R1: every 2nd step
+    # D, G, structure, style, real, fake
+    assert all(np.isfinite(m[[0, 1, 2, 3, 5, 6]]).all() for m in metrics)
+    assert np.isfinite(metrics[0][4]) and np.isnan(metrics[1][4])  # lazy R1: every 2nd step
+    assert all(0.0 <= m[3] <= 1.0 for m in metrics)  # the style gap
     tuned_names = set(trained_names(trainer.gconfig, 4))
     assert "synthesis.layer4.conv.weight" in tuned_names and "synthesis.torgb.weight" in tuned_names
     assert not any(n.endswith(".noise") or "layer3." in n for n in tuned_names)
@@ -226,6 +229,38 @@ def test_anime_faces_are_cut_where_the_photo_faces_sit_and_split_by_name(tmp_pat
     assert train.shape[1:] == (32, 32, 3) and train.dtype == np.uint8
     column = train[0, :, 16, 0].astype(float)
     assert column[0] == pytest.approx(0.045 * 255, abs=8) and column[-1] == pytest.approx(0.795 * 255, abs=8)
+
+
+def test_fakes_come_in_pairs_of_one_face_in_two_styles_and_the_gap_measures_collapse():
+    w = np.random.default_rng(0).standard_normal((4, 8, 5)).astype(np.float32)
+    mixed = _np(mix_styles(ops.convert_to_tensor(w), 3))
+    np.testing.assert_array_equal(mixed[:2], w[:2])  # the faces as they are
+    np.testing.assert_array_equal(mixed[2:, :3], w[:2, :3])  # the same faces' coarse layers ...
+    np.testing.assert_array_equal(mixed[2:, 3:], w[2:, 3:])  # ... in the other codes' styles
+    photos = np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+    collapsed = np.concatenate([photos[:2], photos[:2]])  # each face's two takes one image
+
+    def gap(fakes):
+        return float(_np(style_gap(ops.convert_to_tensor(fakes), ops.convert_to_tensor(photos))))
+
+    assert gap(photos) == pytest.approx(0.0, abs=0.005)  # apart as much as the base's (up to its eps)
+    assert gap(collapsed) == pytest.approx(1.0)
+    assert 0.3 < gap((photos + collapsed) / 2) < 0.7  # half as far apart
+    assert gap(photos * 2) == pytest.approx(0.0, abs=1e-6)  # further apart is not asked for
+
+
+def test_without_the_style_term_fakes_are_not_mixed_and_older_runs_resume_without_it(base, tuned, tmp_path):
+    trainer, faces, _ = tuned
+    plain = AnimeTrainer.start(base, AnimeConfig(**SMALL, style_weight=0.0))
+    m = _np(plain.train_step(faces))
+    assert np.isnan(m[3]) and np.isfinite(m[2])  # no style gap, the structure term still there
+    trainer.save(tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck" / "meta.json").read_text())
+    del meta["config"]["style_weight"]  # a run saved before the term existed
+    (tmp_path / "ck" / "meta.json").write_text(json.dumps(meta))
+    assert AnimeTrainer.resume(tmp_path / "ck", base=base).config.style_weight == 0.0
+    with pytest.raises(ValueError, match="style_weight"):
+        AnimeConfig(style_weight=-1.0)
 
 
 def test_the_layout_measure_is_the_trainers_and_behaves():

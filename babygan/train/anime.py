@@ -8,12 +8,14 @@ and in the anime model. Trained: the synthesis layers from ``swap_layer`` on (co
 noise strength, style) and the ToRGB, against a discriminator from ``babygan.train.discriminator``
 (fresh), with lazy R1, DiffAugment (``babygan.train.augment``) and an EMA of the trained layers.
 
-The fakes are drawn from the base's own code distribution: its mapping of z ~ N(0, I), nothing
-mixed in. Beside the adversarial loss, an optional structure term (``structure_weight``) holds
-each fake's coarse layout to the base's image of the same code: the L1 distance of their grey
-images averaged to 8 x 8 and standardised (``structure_maps``), which no colour or line style
-changes. It is there because adversarial tuning of this model alone collapsed, in earlier runs,
-into one image for every code (docs in shared/DESIGN.md): a fake that ignores its code pays here.
+The fakes are drawn from the base's own code distribution, its mapping of z ~ N(0, I), in pairs
+that share their coarse layers (``anime_layers.mix_styles``): a face in its own style and in
+another, as ``babygan anime`` draws its takes. Beside the adversarial loss two terms hold the
+tuning (``babygan.train.anime_layers``): ``structure_weight`` holds each fake's coarse layout to the
+base's image of the same code (grey, 8 x 8, standardised: no colour or line style changes it), and
+``style_weight`` asks the two takes of a face to differ at least as much as the base's do. Both
+are there because adversarial tuning of this model alone collapsed, in earlier runs, first into
+one image for every code, then (with the structure term) into one style for every face.
 
 All randomness is drawn on the host from ``numpy.random.default_rng([seed, step])``, and a
 checkpoint holds the whole state in float32 (``babygan.train.checkpoint``), so a resumed run
@@ -43,67 +45,22 @@ from babygan.stylegan import network
 from babygan.stylegan.config import GeneratorConfig, from_known_fields
 from babygan.stylegan.generator import Generator, to_uint8
 from babygan.train import augment, checkpoint, discriminator
+from babygan.train.anime_layers import (
+    check_swap_layer,
+    default_swap_layer,
+    mix_styles,
+    structure_maps,
+    style_gap,
+    trained_names,
+)
 from babygan.train.config import augment_policy
 from babygan.train.data import sample_batch
 from babygan.train.optim import adam_init, adam_update, ema_update
 
 RECIPE = "anime"
-# What each step returns, in this order (r1 is NaN on steps without R1, structure when its weight is 0).
-METRICS = ("d_loss", "g_adv", "structure", "r1", "real", "fake")
-STRUCTURE_SIZE = 8  # the layout's grid: 8 x 8 cells of a 64 px face are 8 px, eyes and mouth apart
-SWAP_RESOLUTION = 16
-
-
-def default_swap_layer(config: GeneratorConfig) -> int:
-    """The first synthesis layer drawn at 16 px (layer 4 of any model of 32 px and up).
-
-    For the 64 px built-in model (10 layers) this freezes the 4 and 8 px layers (0-3) and tunes
-    16, 32 and 64 px (4-9). An 8 x 8 grid on a 64 px face places the face outline, hair mass,
-    eyes and mouth: the layout the photo and the anime face must share. The 16 px layers draw
-    the features' shapes, where anime differs most (eyes twice a photo's size, small nose and
-    mouth): frozen too (swap at 32 px) the features would stay photographic; tuned from 8 px on,
-    the face shape itself would drift from the photo's.
-    """
-    for layer in range(config.num_layers):
-        if config.layer_resolution(layer) >= SWAP_RESOLUTION:
-            return max(layer, 1)
-    return max(config.num_layers - 2, 1)  # a model below 16 px: its top resolution's first layer
-
-
-def trained_names(config: GeneratorConfig, swap_layer: int, tune_noise: bool = False) -> list[str]:
-    """The parameters the tuning changes: layers >= swap_layer (not their stored noise; their noise
-    strengths only with ``tune_noise``) and ToRGB."""
-    names = []
-    for name in config.param_shapes():
-        if name.startswith("synthesis.layer"):
-            layer = int(name.split(".")[1][len("layer") :])
-            if name.endswith(".noise_strength") and not tune_noise:
-                continue
-            if layer >= swap_layer and not name.endswith(".noise"):
-                names.append(name)
-        elif name.startswith("synthesis.torgb."):
-            names.append(name)
-    return names
-
-
-def check_swap_layer(config: GeneratorConfig, swap_layer: int) -> int:
-    if not isinstance(swap_layer, int) or not 0 < swap_layer < config.num_layers:
-        raise BabyganError(
-            f"swap_layer must be an integer in 1..{config.num_layers - 1} for a {config.resolution} px "
-            f"model ({config.num_layers} layers), not {swap_layer!r}"
-        )
-    return swap_layer
-
-
-def structure_maps(images: Any, size: int = STRUCTURE_SIZE) -> Any:
-    """images float (N, R, R, 3) in ~[-1, 1] -> float32 (N, size * size): the grey image averaged
-    to size x size, each map standardised (mean 0, std 1): the layout, whatever its colours."""
-    gray = ops.mean(ops.cast(images, "float32"), axis=-1, keepdims=True)
-    cell = max(int(gray.shape[1]) // size, 1)
-    pooled = ops.average_pool(gray, cell, cell, padding="valid")
-    flat = ops.reshape(pooled, (-1, int(pooled.shape[1]) * int(pooled.shape[2])))
-    flat = flat - ops.mean(flat, axis=1, keepdims=True)
-    return flat * ops.rsqrt(ops.mean(ops.square(flat), axis=1, keepdims=True) + 1e-4)
+# What each step returns, in this order (r1 is NaN on steps without R1, structure and style when
+# their weight is 0).
+METRICS = ("d_loss", "g_adv", "structure", "style", "r1", "real", "fake")
 
 
 @dataclass(frozen=True)
@@ -122,6 +79,7 @@ class AnimeConfig:
     r1_gamma: float | None = None  # None = 0.0002 * resolution**2 / batch (StyleGAN2-ADA)
     r1_interval: int = 16
     structure_weight: float = 1.0  # the layout term beside the adversarial loss (0 = off)
+    style_weight: float = 1.0  # the takes-differ term (anime_layers.style_gap); 0 = off, no mixing
     ema_kimg: float = 2.0  # half-life of the EMA, thousands of images (ramped up: <= 10 % of those seen)
     augment: str = "color,translation,cutout"
     xflip: bool = True
@@ -141,8 +99,8 @@ class AnimeConfig:
         for name in ("g_lr", "d_lr", "ema_kimg", "total_kimg"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.r1_interval < 1 or self.structure_weight < 0 or self.swap_layer < 0:
-            raise ValueError("r1_interval must be >= 1, structure_weight and swap_layer >= 0")
+        if self.r1_interval < 1 or min(self.structure_weight, self.style_weight, self.swap_layer) < 0:
+            raise ValueError("r1_interval must be >= 1, structure_weight, style_weight and swap_layer >= 0")
         augment_policy(self.augment)  # validates it
         # read back from JSON as lists: kept as tuples, so that a resumed run's settings compare equal
         object.__setattr__(self, "rate_changes", tuple(tuple(float(v) for v in c) for c in self.rate_changes))
@@ -222,7 +180,7 @@ class AnimeTrainer:
         if meta.get("recipe") != RECIPE:
             raise BabyganError(f"{folder}: not a checkpoint of an anime tuning run")
         try:
-            config = AnimeConfig.from_dict(meta["config"])
+            config = AnimeConfig.from_dict({"style_weight": 0.0, **meta["config"]})  # older runs: none
             gconfig = GeneratorConfig.from_dict(meta["generator_config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BabyganError(f"{folder}: checkpoint settings unreadable ({exc})") from exc
@@ -281,21 +239,29 @@ class AnimeTrainer:
         c, gc, dt = self.config, self.gconfig, self.compute_dtype
         adam = {"beta1": c.adam_beta1, "beta2": c.adam_beta2, "eps": c.adam_eps}
         d_net = discriminator.discriminator
-        weight = c.structure_weight
+        weight, style_weight, swap = c.structure_weight, c.style_weight, c.swap_layer
         nan = np.float32(np.nan)
 
         def fakes_of(g, base, z):
             w = network.mapping(base, z, gc)  # the base's own codes
+            if style_weight > 0:
+                w = mix_styles(w, swap)  # rows k and B/2 + k: one face, two styles
             return network.synthesis({**base, **g}, w, gc, compute_dtype=dt), w
 
         def g_loss(g, base, d_params, z, aug):
             fakes, w = fakes_of(g, base, z)
             adv = ops.mean(ops.softplus(-d_net(d_params, augment.augment(fakes, aug), gc, compute_dtype=dt)))
-            if weight <= 0:
-                return adv, (adv, ops.convert_to_tensor(nan))
-            photo = ops.stop_gradient(network.synthesis(base, w, gc, compute_dtype=dt))
-            structure = ops.mean(ops.abs(structure_maps(fakes) - structure_maps(photo)))
-            return adv + weight * structure, (adv, structure)
+            structure = style = ops.convert_to_tensor(nan)
+            total = adv
+            if weight > 0 or style_weight > 0:
+                photo = ops.stop_gradient(network.synthesis(base, w, gc, compute_dtype=dt))
+            if weight > 0:
+                structure = ops.mean(ops.abs(structure_maps(fakes) - structure_maps(photo)))
+                total = total + weight * structure
+            if style_weight > 0:
+                style = style_gap(fakes, photo)
+                total = total + style_weight * style
+            return total, (adv, structure, style)
 
         d_loss = discriminator.make_d_loss(
             gc, dt, with_r1=with_r1, gamma=c.gamma(gc.resolution), interval=c.r1_interval
@@ -307,7 +273,7 @@ class AnimeTrainer:
             fakes, _ = fakes_of(state["G"], base, z_d)
             (_, (dl, r1, real, fake)), grads = d_grad(state["D"], fakes, reals, aug_df, aug_dr)
             d_params, d_opt = adam_update(state["D"], grads, state["D_opt"], lr=c.d_lr, **adam)
-            (_, (adv, structure)), grads = g_grad(state["G"], base, d_params, z_g, aug_g)
+            (_, (adv, structure, style)), grads = g_grad(state["G"], base, d_params, z_g, aug_g)
             g_params, g_opt = adam_update(state["G"], grads, state["G_opt"], lr=c.g_lr, **adam)
             new = {
                 "G": g_params,
@@ -316,7 +282,7 @@ class AnimeTrainer:
                 "G_opt": g_opt,
                 "D_opt": d_opt,
             }
-            return new, ops.stack([dl, adv, structure, r1, real, fake])
+            return new, ops.stack([dl, adv, structure, style, r1, real, fake])
 
         return backend.jit(step)
 
@@ -334,7 +300,8 @@ class AnimeTrainer:
         return reals, z_d, z_g, *augs, ema_beta
 
     def train_step(self, images: np.ndarray) -> Any:
-        """One D + G update on a batch drawn from ``images`` uint8 (N, R, R, 3) -> metrics (6,) tensor."""
+        """One D + G update on a batch drawn from ``images`` uint8 (N, R, R, 3) -> metrics (7,) tensor
+        (``METRICS``)."""
         with_r1 = self.step % self.config.r1_interval == 0
         if with_r1 not in self._steps:
             self._steps[with_r1] = self._make_step(with_r1)
@@ -422,6 +389,7 @@ class AnimeTrainer:
             f"kimg {record['kimg']:7.2f}  step {self.step:6d}  {record['minutes']:6.1f} min  "
             f"{rate:6.1f} img/s  "
             f"D {record['d_loss']:.3f}  G {record['g_adv']:.3f}  structure {record['structure']:.3f}  "
+            f"style {record['style']:.3f}  "
             f"R1 {record['r1']:.4f}  D(real) {record['real']:+.2f}  D(fake) {record['fake']:+.2f}"
         )
         if out is not None:
