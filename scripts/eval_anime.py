@@ -210,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         e_outputs = to_uint8(anime.generator.synthesis(e_codes, noise="const"))
         # the refined codes' layout with E's guess from the swap layer on (E's guess lies nearer the
         # codes the anime model was tuned on than the refinement's)
-        e_styled = AnimeStylizer(base, anime).mix(codes, e_codes)
+        stylizer = AnimeStylizer(base, anime)
+        e_styled = stylizer.mix(codes, e_codes)
         e_styled_outputs = to_uint8(anime.generator.synthesis(e_styled, noise="const"))
         p = min(args.takes_photos, len(codes))
-        takes = _takes(AnimeStylizer(base, anime), codes[:p], args.takes, args.seed)
+        takes = _takes(stylizer, codes[:p], args.takes, args.seed)
         m = min(args.match, len(photos))
         flat_takes = takes.reshape(-1, r, r, 3)
 
