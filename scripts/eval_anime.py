@@ -2,7 +2,7 @@
 """An anime model's figures (issue 26) on held-out UTKFace photos, with its base model.
 
     python scripts/eval_anime.py babygan-out/anime/babygan-anime.npz --base builtin \
-        -o babygan-out/eval-anime [-n 100] [--match 50] [--takes 4] \
+        -o babygan-out/eval-anime [-n 100] [--match 50] [--takes 4] [--own-psi 0.7 0.5] \
         [--utkface ../shared/datasets/utkface200.tar] [--anime ../shared/datasets/anime96.tar] \
         [--cascade ../shared/detectors/lbpcascade_animeface.xml]
 
@@ -18,7 +18,9 @@ code in every layer).
   (the cascade needs the whole head; without the border it finds 1.5 % of real anime faces cut
   to the training frame; the rates without it are reported too), for the anime outputs, the
   photos, the base model's own drawings of the codes, and N held-out real anime faces (cut and
-  sized as the training faces, and as they come, 96 px);
+  sized as the training faces, and as they come, 96 px); the default take also at each
+  --own-psi (its fine layers pulled toward the average code, ``AnimeStylizer(own_psi=...)``),
+  with its layout figures;
 - (b) layout: correlation of the 8 x 8 grey structure of each photo and its output, and the
   match-back rate: for each of --match photos, is its own output the most correlated of the
   --match outputs (chance 1 / match); the base's drawings give the ceiling;
@@ -76,6 +78,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="judge E's feed-forward codes only (default: also the codes `babygan anime` draws, E and "
         "the model's default refinement, and those are the headline figures)",
+    )
+    ap.add_argument(
+        "--own-psi",
+        type=float,
+        nargs="*",
+        default=[0.7, 0.5],
+        help="also judge the default take with its fine layers pulled toward the average code by "
+        "these (AnimeStylizer's own_psi; the headline uses the shipped setting)",
     )
     ap.add_argument(
         "--clip-photo",
@@ -206,13 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         e_codes = base.encode_faces(photos)  # (N, L, w_dim): E's feed-forward guess
         codes = e_codes if args.no_refine else _refined_codes(base, photos)  # as `babygan anime`
         drawn = to_uint8(base.synthesis(codes, noise="const"))
-        outputs = to_uint8(anime.generator.synthesis(codes, noise="const"))
         e_outputs = to_uint8(anime.generator.synthesis(e_codes, noise="const"))
         # the refined codes' layout with E's guess from the swap layer on (E's guess lies nearer the
         # codes the anime model was tuned on than the refinement's)
         stylizer = AnimeStylizer(base, anime)
         e_styled = stylizer.mix(codes, e_codes)
         e_styled_outputs = to_uint8(anime.generator.synthesis(e_styled, noise="const"))
+        # the default take at other settings of its fine layers' pull toward the average code
+        outputs = stylizer.render(codes)  # the default take, as `babygan anime` draws it
+        own_psi = {psi: AnimeStylizer(base, anime, own_psi=psi).render(codes) for psi in args.own_psi}
         p = min(args.takes_photos, len(codes))
         takes = _takes(stylizer, codes[:p], args.takes, args.seed)
         m = min(args.match, len(photos))
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 "anime_outputs": cascade.face_rate(outputs),
                 "anime_outputs_of_e_guess": cascade.face_rate(e_outputs),
                 "anime_outputs_layout_refined_style_e_guess": cascade.face_rate(e_styled_outputs),
+                **{f"anime_outputs_own_psi_{psi:g}": cascade.face_rate(im) for psi, im in own_psi.items()},
                 "anime_takes": cascade.face_rate(flat_takes),
                 "photos": cascade.face_rate(photos),
                 "base_drawings": cascade.face_rate(drawn),
@@ -237,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             "swap_layer": anime.swap_layer,
             "photos": len(photos),
             "codes": "E's guess" if args.no_refine else "E and the default refinement (as `babygan anime`)",
+            "own_psi": stylizer.own_psi,
             "cascade_margin": args.margin,
             # the headline: the cascade given a border (judge.FRAME_MARGIN); without it, it misses
             # even real anime faces cut to the training frame
@@ -244,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             "anime_face_rate_no_margin": rates(bare),
             "layout_photo_vs_anime": judge.layout_agreement(photos[:m], outputs[:m]),
             "layout_photo_vs_base": judge.layout_agreement(photos[:m], drawn[:m]),
+            **{
+                f"layout_photo_vs_anime_own_psi_{psi:g}": judge.layout_agreement(photos[:m], im[:m])
+                for psi, im in own_psi.items()
+            },
             "styles": judge.diversity(takes, outputs[:p]),
         }
         out = Path(args.out)
@@ -251,9 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             figures["clip"] = clip_figures(str(model_path), args.base, Path(args.clip_photo), out)
         k = min(8, p)
         if k:
-            rows = [im for i in range(k) for im in (photos[i], drawn[i], outputs[i], *takes[i])]
-            sheet = render.contact_sheet(rows, columns=3 + args.takes, gap=2)
-            render.save_png(out / "sheet.png", sheet, {"columns": "photo, base, anime, takes"})
+            variants = [own_psi[psi] for psi in args.own_psi]
+            rows = [
+                im
+                for i in range(k)
+                for im in (photos[i], drawn[i], outputs[i], *(v[i] for v in variants), *takes[i])
+            ]
+            columns = ["photo", "base", "anime", *(f"own psi {psi:g}" for psi in args.own_psi), "takes"]
+            sheet = render.contact_sheet(rows, columns=3 + len(variants) + args.takes, gap=2)
+            render.save_png(out / "sheet.png", sheet, {"columns": ", ".join(columns)})
         figures["seconds"] = round(time.perf_counter() - t0, 1)
         figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
         text = json.dumps(figures, indent=1)

@@ -107,6 +107,26 @@ def test_stylizer_swaps_the_fine_layers_and_takes_keep_their_order(tiny):
         AnimeStylizer(other, load_anime_model(tiny["base_anime"], base))
 
 
+def test_the_default_take_pulls_only_the_fine_layers_toward_the_average(tiny):
+    from babygan.anime.model import load_anime_model
+    from babygan.anime.stylize import AnimeStylizer
+    from babygan.stylegan import load_generator
+
+    base = load_generator(tiny["base"])
+    anime = load_anime_model(tiny["base_anime"], base)
+    w = base.mapping(np.random.default_rng(3).standard_normal((2, base.z_dim)).astype(np.float32))
+    as_is = AnimeStylizer(base, anime, own_psi=1.0)
+    assert np.array_equal(as_is.render(w), as_is.render(w, w))  # psi 1: the face's own code
+    flat = AnimeStylizer(base, anime, own_psi=0.0)
+    styles = flat.own_styles(w)
+    assert np.allclose(styles, np.broadcast_to(base.dlatent_avg, w.shape))
+    assert np.array_equal(flat.render(w), flat.render(w, styles))
+    half = AnimeStylizer(base, anime, own_psi=0.5).render(w)
+    assert not np.array_equal(half, as_is.render(w)) and not np.array_equal(half, flat.render(w))
+    with pytest.raises(ValueError, match="own_psi"):
+        AnimeStylizer(base, anime, own_psi=1.5)
+
+
 def test_smoothing_is_centred_and_gaps_keep_the_previous_code():
     from babygan.anime.clip import fill_gaps, smooth
 

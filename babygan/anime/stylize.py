@@ -28,6 +28,11 @@ MAX_STYLES = 16
 #: mapping's far tails draw broken rendering more often than new looks; 0.7 is StyleGAN's usual
 #: setting for samples
 STYLE_PSI = 0.7
+#: the default take draws the face's own code with its layers from ``swap_layer`` on moved toward
+#: the base's average code by this much (1: as they are). Refined photo codes lie off the
+#: mapping's range in the fine layers, where the anime model was never tuned; pulled in, they
+#: draw anime faces more often (scripts/eval_anime.py compares the settings)
+OWN_PSI = 1.0
 
 
 def check_styles(styles: int, *, least: int = 0) -> int:
@@ -45,7 +50,7 @@ class AnimeStylizer:
     anime: its anime model (``babygan.anime.model.load_anime_model(path, base)``).
     """
 
-    def __init__(self, base: Generator, anime: AnimeModel) -> None:
+    def __init__(self, base: Generator, anime: AnimeModel, *, own_psi: float = OWN_PSI) -> None:
         name = anime.path.name if anime.path is not None else "anime model"
         if anime.base_sha256 != base.source_sha256 or anime.generator.source_sha256 != base.source_sha256:
             raise ModelFileError(
@@ -56,8 +61,11 @@ class AnimeStylizer:
             anime.generator.config, image_encoder=False
         ):
             raise ModelFileError(f"{name}: its architecture differs from its base model's")
+        if not 0 <= own_psi <= 1:
+            raise ValueError(f"own_psi must be in 0..1, not {own_psi}")
         self.base = base
         self.anime = anime
+        self.own_psi = float(own_psi)
 
     @property
     def resolution(self) -> int:
@@ -104,10 +112,18 @@ class AnimeStylizer:
         out[:, self.swap_layer :] = styles[:, self.swap_layer :]
         return out
 
+    def own_styles(self, w: np.ndarray) -> np.ndarray:
+        """The default take's style: w (N, L, w_dim) moved toward the base's average code by
+        :attr:`own_psi` (float32, same shape; only its layers >= swap_layer are drawn)."""
+        w = self._check(w, "w")
+        return truncate(w, self.base.dlatent_avg, self.own_psi, self.shape[0]).astype(np.float32)
+
     def render(self, w: np.ndarray, styles: np.ndarray | None = None) -> np.ndarray:
-        """w (N, L, w_dim) (mixed with ``styles`` as :meth:`mix` does) -> uint8 (N, S, S, 3),
-        S = :attr:`resolution`, drawn by the anime generator with its stored noise."""
-        return to_uint8(self.anime.generator.synthesis(self.mix(w, styles), noise="const"))
+        """w (N, L, w_dim) mixed with ``styles`` as :meth:`mix` does (None: the face's own style,
+        :meth:`own_styles`) -> uint8 (N, S, S, 3), S = :attr:`resolution`, drawn by the anime
+        generator with its stored noise."""
+        mixed = self.mix(w, self.own_styles(w) if styles is None else styles)
+        return to_uint8(self.anime.generator.synthesis(mixed, noise="const"))
 
     def takes(self, w: np.ndarray, n: int, seed: int) -> np.ndarray:
         """n styles of one face: w (L, w_dim) -> uint8 (n, S, S, 3); take k uses style code k of
