@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         stylizer = AnimeStylizer(base, anime)
         e_styled = stylizer.mix(codes, e_codes)
         e_styled_outputs = to_uint8(anime.generator.synthesis(e_styled, noise="const"))
-        # the default take at other settings of its fine layers' pull toward the average code
         outputs = stylizer.render(codes)  # the default take, as `babygan anime` draws it
+        # the default take at other settings of its fine layers' pull toward the average code
         own_psi = {psi: AnimeStylizer(base, anime, own_psi=psi).render(codes) for psi in args.own_psi}
         p = min(args.takes_photos, len(codes))
         takes = _takes(stylizer, codes[:p], args.takes, args.seed)

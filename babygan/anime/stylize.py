@@ -31,7 +31,8 @@ STYLE_PSI = 0.7
 #: the default take draws the face's own code with its layers from ``swap_layer`` on moved toward
 #: the base's average code by this much (1: as they are). Refined photo codes lie off the
 #: mapping's range in the fine layers, where the anime model was never tuned; pulled in, they
-#: draw anime faces more often (scripts/eval_anime.py compares the settings)
+#: drew anime faces more often on the one model judged so far, which did not ship
+#: (scripts/eval_anime.py --own-psi compares the settings)
 OWN_PSI = 1.0
 
 
