@@ -92,7 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(SHARED / "faces" / "obama.jpg"),
         help="a photo made into a 3-second clip (zoom and pan) for the clip figure; '' skips it",
     )
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    bad = [psi for psi in args.own_psi if not 0 <= psi <= 1]
+    if bad:
+        ap.error(f"--own-psi {bad[0]:g}: must be in 0..1")
+    return args
 
 
 def _takes(stylizer, codes, n_takes: int, seed: int):
