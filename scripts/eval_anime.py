@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--own-psi",
         type=float,
         nargs="*",
-        default=[0.7, 0.5],
+        default=[1.0, 0.5],
         help="also judge the default take with its fine layers pulled toward the average code by "
         "these (AnimeStylizer's own_psi; the headline uses the shipped setting)",
     )

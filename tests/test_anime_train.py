@@ -23,6 +23,7 @@ from PIL import Image
 
 from babygan.anime import judge
 from babygan.anime.model import load_anime_model
+from babygan.anime.stylize import OWN_PSI
 from babygan.errors import BabyganError, ModelFileError
 from babygan.train.anime import AnimeConfig, AnimeTrainer, structure_maps, trained_names
 from babygan.train.anime_data import AnimeCrop, load_anime_faces
@@ -334,9 +335,9 @@ def test_eval_script_prints_the_figures_on_tiny_models(base, tuned, tmp_path, mo
     assert figures["layout_photo_vs_anime"]["n"] == 8 and figures["styles"]["takes"] == 3
     assert set(figures["anime_face_rate"]) >= {
         "anime_outputs", "anime_outputs_of_e_guess", "photos", "real_anime_32px_as_trained",
-        "anime_outputs_own_psi_0.7", "anime_outputs_own_psi_0.5",
+        "anime_outputs_own_psi_1", "anime_outputs_own_psi_0.5",
     }  # fmt: skip
-    assert figures["own_psi"] == 1.0 and figures["layout_photo_vs_anime_own_psi_0.5"]["n"] == 8
+    assert figures["own_psi"] == OWN_PSI and figures["layout_photo_vs_anime_own_psi_0.5"]["n"] == 8
     assert figures["codes"].startswith("E and the default refinement")
     assert (
         figures["cascade_margin"] == judge.FRAME_MARGIN and "photos" in figures["anime_face_rate_no_margin"]
