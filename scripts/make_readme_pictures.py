@@ -8,7 +8,9 @@ babygan's own pictures use Barack Obama's official 2012 portrait (The White Hous
 domain) and NASA's portrait of Eileen Collins that ships in scikit-image
 (``skimage.data.astronaut()``, public domain); give ``astronaut`` as a parent to use it.
 Writes OUT/builtin-sheet.png (father | child | mother), OUT/builtin-age-sweep.png (a strip of
-ages) and OUT/builtin-age-sweep.gif, all small, with the built-in model, offline.
+ages), OUT/builtin-age-sweep.gif and OUT/builtin-anime.png (each parent's photo and the child,
+drawn by the shipped anime model in its own style and ANIME_STYLES others), all small, with the
+built-in model, offline.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
 # within the built-in model's age range (its age calibration: 0 to 50 years)
 AGES = (3, 10, 20, 30, 40, 50)
 TILE = 160
+ANIME_STYLES, ANIME_SEED = 3, 7
 
 
 def _photo(name: str, folder: Path) -> Path:
@@ -63,9 +68,30 @@ def main(argv: list[str] | None = None) -> int:
         render.save_png(out / "builtin-age-sweep.png", strip)
         frames = [render.resize(f, TILE) for f in sweep.frames]
         render.save_gif(out / "builtin-age-sweep.gif", frames, fps=2.0)
-    for name in ("builtin-sheet.png", "builtin-age-sweep.png", "builtin-age-sweep.gif"):
+        render.save_png(out / "builtin-anime.png", _anime_sheet(session, father, mother, child.children[0]))
+    names = ("builtin-sheet.png", "builtin-age-sweep.png", "builtin-age-sweep.gif", "builtin-anime.png")
+    for name in names:
         print(out / name, f"{(out / name).stat().st_size / 1e3:.0f} kB")
     return 0
+
+
+def _anime_sheet(session, father: Path, mother: Path, child) -> np.ndarray:
+    """Rows father, mother, child: the face (aligned photo or the child) | its anime take | the
+    takes in ANIME_STYLES style codes of ANIME_SEED (the same codes in every row)."""
+    import babygan
+    from babygan import render
+
+    stylizer = session.anime
+    rows = []
+    for photo in (father, mother):
+        made = babygan.anime_photo(photo, styles=ANIME_STYLES, seed=ANIME_SEED, session=session)
+        rows.append([made.photo.aligned, made.image, *made.takes])
+    # the child's code, drawn as the parents' are (the default take, then the same style codes)
+    w = child.dlatents
+    rows.append([child.image, stylizer.render(w[None])[0], *stylizer.takes(w, ANIME_STYLES, ANIME_SEED)])
+    labels = ["face", "anime", *(f"style {k + 1}" for k in range(ANIME_STYLES))]
+    cells = [render.resize(im, TILE) for row in rows for im in row]
+    return render.contact_sheet(cells, labels * len(rows), columns=len(labels), tile=TILE)
 
 
 if __name__ == "__main__":

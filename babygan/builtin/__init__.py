@@ -3,7 +3,9 @@
 - ``attributes.keras`` (+ ``attributes.json``): the age / gender network of
   ``babygan.attributes``, trained on UTKFace (non-commercial research only);
 - ``babygan-utkface128.npz`` and its directions folder ``babygan-utkface128/``: babygan's own
-  face model (``--model builtin``; see babygan/model_choice.py), once trained.
+  face model (``--model builtin``; see babygan/model_choice.py), once trained;
+- ``babygan-anime.npz``: its anime model (``babygan.anime``; ``scripts/train_anime.py``),
+  tuned on crawled anime faces (research use only).
 """
 
 from __future__ import annotations
