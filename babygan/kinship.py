@@ -79,10 +79,20 @@ def read_pairs(images: str | Path, per_relation: int | None = None) -> list[KinP
     return pairs
 
 
-def spouses(pairs: Sequence[KinPair], seed: int = 0) -> list[Path]:
+#: how a pair's second parent is chosen: "other", a parent of another family (the benchmark's
+#: pairing); "self", the pair's parent itself, so that what aging costs shows without the
+#: stranger's half of the child
+PAIRINGS = ("other", "self")
+
+
+def spouses(pairs: Sequence[KinPair], seed: int = 0, pairing: str = "other") -> list[Path]:
     """A spouse for each pair, fixed by ``seed``: a parent of the other sex drawn from the
     other relations' pairs (a father's spouse is some mother-son or mother-daughter parent),
-    each used at most once while any is left."""
+    each used at most once while any is left; with ``pairing="self"``, the pair's own parent."""
+    if pairing not in PAIRINGS:
+        raise BabyganError(f"pairing {pairing!r}: choose one of {', '.join(PAIRINGS)}")
+    if pairing == "self":
+        return [p.parent for p in pairs]
     rng = np.random.default_rng(seed)
     by_role: dict[str, list[Path]] = {"father": [], "mother": []}
     for p in pairs:

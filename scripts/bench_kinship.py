@@ -12,6 +12,7 @@ child moves between 5 and 20 years in an age sweep.
 
     python scripts/bench_kinship.py                      # all 1,000 pairs, the built-in model
     python scripts/bench_kinship.py --per-relation 50 --aging-steps 0 --out kin.json
+    python scripts/bench_kinship.py --per-relation 25 --spouse self   # no stranger's half
 
 Prints the load average with the figures. Photos dlib cannot align (or describe) are counted
 and left out.
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> dict:
 
     images = kinship.extract(args.archive, args.work)
     pairs = kinship.read_pairs(images, args.per_relation)
-    spouses = kinship.spouses(pairs, args.seed)
+    spouses = kinship.spouses(pairs, args.seed, pairing=args.spouse)
     session = Session(args.model, offline=True, progress=False, precision=args.precision)
     aging = AgingSettings(
         **{
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> dict:
         "pairs": n,
         "per_relation": args.per_relation,
         "seed": args.seed,
+        "spouse": args.spouse,
         "model": session.model,
         "precision": args.precision,
         "aging": dataclasses.asdict(aging),
@@ -202,6 +204,12 @@ def main() -> None:
         "--per-relation", type=int, default=None, help="the first N pairs of each relation (default all 250)"
     )
     ap.add_argument("--seed", type=int, default=0, help="the spouse pairing")
+    ap.add_argument(
+        "--spouse",
+        choices=kinship.PAIRINGS,
+        default="other",
+        help="other: a parent of another family (the issue's pairing); self: the parent itself",
+    )
     ap.add_argument("--model", default="builtin")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--aging-steps", type=int, default=None, help="0: the calibrated direction alone")

@@ -40,6 +40,10 @@ def test_pairs_and_spouses_of_the_other_sex(images):
         assert role[spouse] != pair.parent_role
     assert spouses == kinship.spouses(pairs, seed=0)  # fixed by the seed
     assert spouses != kinship.spouses(pairs, seed=1)
+    # the pairing that leaves the stranger out: each parent with itself
+    assert kinship.spouses(pairs, pairing="self") == [p.parent for p in pairs]
+    with pytest.raises(BabyganError, match="pairing 'cousin'"):
+        kinship.spouses(pairs, pairing="cousin")
     assert len(kinship.read_pairs(images)) == 1000
 
 
