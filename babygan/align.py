@@ -24,6 +24,7 @@ from PIL import Image
 from babygan.errors import BabyganError, ModelFileError
 from babygan.models import resolve_model_file
 from babygan.photo import detection_pixels, load_photo
+from babygan.shipped_models import LANDMARKS_68, shipped_model_file
 
 log = logging.getLogger("babygan")
 
@@ -72,15 +73,12 @@ _predictors: dict[Path, Any] = {}
 
 
 def default_predictor_path() -> Path:
-    """The 68-point predictor shipped inside the PyPI package face_recognition_models."""
+    """The 68-point predictor shipped inside the PyPI package face_recognition_models; the
+    error says ``--predictor`` can name another."""
     try:
-        import face_recognition_models
-    except ImportError as exc:
-        raise ModelFileError(
-            "shape_predictor_68_face_landmarks.dat: the package face_recognition_models is not "
-            "installed; `pip install face_recognition_models`, or pass a predictor file with --predictor"
-        ) from exc
-    return Path(face_recognition_models.pose_predictor_model_location())
+        return shipped_model_file(LANDMARKS_68)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{exc}, or pass a predictor file with --predictor") from None
 
 
 def _get_detector() -> Any:

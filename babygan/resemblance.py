@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from babygan.align import _get_detector
-from babygan.errors import ModelFileError
+from babygan.shipped_models import FACE_DESCRIPTOR, LANDMARKS_5, shipped_model_file
 
 #: dlib's usual "same person" threshold on the descriptor distance
 SAME_PERSON_DISTANCE = 0.6
@@ -34,18 +34,14 @@ class FaceDescriber:
     def __init__(self) -> None:
         import dlib
 
-        try:
-            import face_recognition_models as frm
-        except ImportError as exc:
-            raise ModelFileError(
-                "face_recognition_models: not installed; run pip install face_recognition_models"
-            ) from exc
+        five_points = shipped_model_file(LANDMARKS_5)
+        descriptor = shipped_model_file(FACE_DESCRIPTOR)
         # The HOG detector alignment already built and caches per process (align has no public
         # getter for it; its private one is used rather than building a second detector).
 
         self._detector = _get_detector()
-        self._shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self._shape = dlib.shape_predictor(str(five_points))
+        self._net = dlib.face_recognition_model_v1(str(descriptor))
 
     def describe(self, image: np.ndarray, what: str = "image") -> Descriptor:
         """Descriptor of the largest face in ``uint8 (H, W, 3)``; None + reason when none is found."""

@@ -9,7 +9,6 @@ from conftest import shared_path
 from PIL import Image, ImageFilter
 
 pytest.importorskip("dlib")
-pytest.importorskip("face_recognition_models")
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import pytest
 from conftest import shared_path
 
 from babygan.errors import BabyganError, ModelFileError
+from babygan.shipped_models import FACE_DESCRIPTOR, shipped_model_file
 
 dlib = pytest.importorskip("dlib")
-frm = pytest.importorskip("face_recognition_models")
 
 #: photos of ../shared/faces that hold exactly one face
 ONE_FACE = ("biden.jpg", "obama.jpg", "tom_cruise.jpg", "family_child.jpg", "family_father.jpg")
@@ -35,7 +35,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def dlib_net():
-    return dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+    return dlib.face_recognition_model_v1(str(shipped_model_file(FACE_DESCRIPTOR)))
 
 
 def dlib_chip(image: np.ndarray, landmarks: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -75,7 +75,7 @@ def largest_difference(net, dlib_net, chips: np.ndarray, compute_dtype: str = "f
 def test_reader_reads_every_layer_of_dlibs_network():
     from babygan.identity.reader import read_dlib_resnet
 
-    model = read_dlib_resnet(frm.face_recognition_model_location())
+    model = read_dlib_resnet(shipped_model_file(FACE_DESCRIPTOR))
     convs = [
         k for k in model.params if k.endswith("conv.weight") or k.endswith(("conv_a.weight", "conv_b.weight"))
     ]
@@ -91,7 +91,7 @@ def test_reader_reads_every_layer_of_dlibs_network():
 def test_reader_refuses_a_damaged_file_in_one_line(tmp_path, damage):
     from babygan.identity.reader import read_dlib_resnet
 
-    data = bytearray(Path(frm.face_recognition_model_location()).read_bytes())
+    data = bytearray(shipped_model_file(FACE_DESCRIPTOR).read_bytes())
     if damage == "truncated":
         data = data[: len(data) // 2]
     elif damage == "renamed layer":

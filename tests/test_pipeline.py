@@ -139,7 +139,6 @@ def test_sweep_mp4_unavailable_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_face_describer_reuses_the_alignment_detector():
-    pytest.importorskip("face_recognition_models")
     from babygan import align
     from babygan import resemblance as rs
 

@@ -17,19 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from babygan.errors import BabyganError, ModelFileError
+from babygan.errors import BabyganError
 from babygan.identity.reader import CHIP_SIZE, DlibResNet, read_dlib_resnet
+from babygan.shipped_models import FACE_DESCRIPTOR, shipped_model_file
 
 
 def default_model_path() -> Path:
     """dlib_face_recognition_resnet_model_v1.dat as shipped in face_recognition_models (no download)."""
-    try:
-        import face_recognition_models as frm
-    except ImportError as exc:
-        raise ModelFileError(
-            "face_recognition_models: not installed; run pip install face_recognition_models"
-        ) from exc
-    return Path(frm.face_recognition_model_location())
+    return shipped_model_file(FACE_DESCRIPTOR)
 
 
 class IdentityNet:
