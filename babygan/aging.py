@@ -207,14 +207,25 @@ class AgeEditor:
     """
 
     def __init__(
-        self, generator: Any, attributes: Any, *, crop_ratio: float = 1.0, precision: str = "fp32"
+        self,
+        generator: Any,
+        attributes: Any,
+        *,
+        crop_ratio: float = 1.0,
+        precision: str = "fp32",
+        identity: Any | None = None,
     ) -> None:
+        """identity: an ``IdentityTerm`` at ``precision`` (a session shares one with its encoder);
+        None: loaded on first use."""
+        if identity is not None and identity.precision != precision:
+            raise BabyganError(f"the identity term runs in {identity.precision}, the editor in {precision}")
         self.G = generator
         self.attributes = attributes
         self.crop_ratio = float(crop_ratio)
         self.precision = precision
-        self._identity: Any | None = None
+        self._identity: Any | None = identity
         self._step: Callable[..., Any] | None = None
+        self._warm: set[int] = set()  # the batch sizes whose step has run once
         # The directions a refinement may move a face along, float32 (K, L * D). A model with a
         # linear mapping (babygan's own) moves within the span of its training faces' codes (the
         # mapping's K principal components, scaled so a unit step is one standard deviation);
@@ -287,6 +298,29 @@ class AgeEditor:
 
         return backend.jit(step)
 
+    def warm(self, n: int) -> None:
+        """Pay the one-off costs of the step for a batch of ``n`` faces now: its tracing, the
+        graph optimisation of its first run and the kernels' set-up (about 2 s on a 2-core CPU),
+        by one step on zeros. The same graph runs later, so no result changes.
+        ``pipeline.predict`` does this in a second thread while the photos are aligned and
+        encoded. Once per batch size."""
+        from babygan.identity.chip import CHIP_SIZE
+
+        if n < 1 or n in self._warm:
+            return
+        points = CHIP_SIZE * CHIP_SIZE
+        zeros = {
+            "id_idx": np.zeros((n, points, 4), np.int32),
+            "id_wts": np.zeros((n, points, 4), np.float32),
+            "id_desc": np.zeros((n, 128), np.float32),
+        }
+        start = np.zeros((n, int(self.G.num_layers), int(self.G.w_dim)), np.float32)
+        self.edit(start, [0.0] * n, AgingSettings(steps=0), latent.DEFAULT_EDIT_LAYERS, zeros)
+
+    def is_warm(self, n: int) -> bool:
+        """Whether the step has run for a batch of ``n`` faces (by :meth:`warm` or an edit)."""
+        return n in self._warm
+
     def anchors(
         self, blends: np.ndarray, parents: tuple[np.ndarray, np.ndarray, float] | None = None
     ) -> dict[str, np.ndarray]:
@@ -352,6 +386,7 @@ class AgeEditor:
             best_loss = np.where(better, per_image, best_loss)
             best_w[better] = ops.convert_to_numpy(w)[better]
             best_read[better] = ops.convert_to_numpy(read)[better]
+        self._warm.add(n)
         return best_w, best_read
 
 

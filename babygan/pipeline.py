@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -171,6 +172,25 @@ def _load_directions(options: EditOptions, directions: Directions) -> None:
         directions.direction(name)
 
 
+def _parents(
+    session: Session, photos: list[tuple[str | Path, int | None]], options: EditOptions, ages: Sequence[Age]
+) -> list[Parent]:
+    """``session.parents(photos)``; when the run will age faces in years, the ager's one-off
+    costs (``AgeEditor.warm``: tracing, the first run's graph optimisation) are paid in a second
+    thread meanwhile. dlib's face search releases the GIL, so on a 2-core CPU the two overlap;
+    the same graph runs afterwards, so nothing the run makes changes."""
+    n = sum(a.in_years for a in ages)
+    ager = session.ager if n and options.aging.steps else None
+    if ager is None:
+        return session.parents(photos)
+    _ = session.generator.prepared  # built here: the encoder's thread and the ager's share it
+    with ThreadPoolExecutor(1, thread_name_prefix="babygan-warm") as pool:
+        warming = pool.submit(ager.warm, n)
+        parents = session.parents(photos)
+        warming.result()
+    return parents
+
+
 # --------------------------------------------------------------------------- anime
 
 
@@ -320,7 +340,8 @@ def predict(
     directions = session.directions
     _load_directions(options, directions)
     options = options.with_overrides(age=session.resolve_age(options.age))
-    dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
+    photos = [(father, options.face_father), (mother, options.face_mother)]
+    dad, mum = _parents(session, photos, options, [options.age] * options.children)
     size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
     made = child_dlatents(dad.dlatents, mum.dlatents, options, directions)
     blends = child_dlatents(dad.dlatents, mum.dlatents, options, directions, age=False)
@@ -405,7 +426,8 @@ def age_sweep(
     directions = session.directions
     _load_directions(options, directions)
     steps = [session.resolve_age(a) for a in steps]
-    dad, mum = session.parents([(father, options.face_father), (mother, options.face_mother)])
+    photos = [(father, options.face_father), (mother, options.face_mother)]
+    dad, mum = _parents(session, photos, options, steps)
     w = np.stack(
         [blend_and_edit(dad.dlatents, mum.dlatents, options, directions, a.coefficient) for a in steps]
     )

@@ -33,6 +33,7 @@ from babygan.anime.stylize import AnimeStylizer
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
+from babygan.encoder.identity_term import IdentityTerm
 from babygan.encoder.mask import aligned_landmarks, composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
@@ -141,6 +142,7 @@ class Session:
         self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
         self._attributes: attributes.AttributeModel | str | None = None  # str: why it is not available
         self._ager: AgeEditor | None = None
+        self._identity_terms: dict[str, IdentityTerm] = {}  # by precision: the encoder's and the ager's
         self.anime_model = Path(anime_model).expanduser() if anime_model is not None else None
         self._anime: AnimeStylizer | None = None
 
@@ -364,7 +366,9 @@ class Session:
     def _encode(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """uint8 (N, S, S, 3) aligned images -> (N, L, w_dim) float32: the one call into the encoder."""
         if self._encoder is None:
-            self._encoder = Encoder(self.generator, self.encoder, offline=self.offline)
+            settings = self.encoder
+            identity = self.identity_term(settings.precision) if settings.perceptual == "identity" else None
+            self._encoder = Encoder(self.generator, settings, offline=self.offline, identity=identity)
         if self.encoder.batch_size == 1 and len(images) > 1:
             # one photo at a time all the way (E's guess and the loss targets too, not only the
             # steps): a photo's code must not depend on which photos were new beside it (a batch
@@ -438,8 +442,19 @@ class Session:
             if isinstance(model, str):
                 return None
             ratio = self._attribute_crop(model).scale / self.crop.scale
-            self._ager = AgeEditor(self.generator, model, crop_ratio=ratio, precision=self.precision)
+            self._ager = AgeEditor(
+                self.generator, model, crop_ratio=ratio, precision=self.precision,
+                identity=self.identity_term(self.precision),
+            )  # fmt: skip
         return self._ager
+
+    def identity_term(self, precision: str) -> IdentityTerm:
+        """dlib's descriptor network as the encoder's identity loss and the ager's likeness hold
+        (``babygan.encoder.identity_term.IdentityTerm``), loaded once per precision: both use
+        the same one, so its file is read and its describe function traced once."""
+        if precision not in self._identity_terms:
+            self._identity_terms[precision] = IdentityTerm(precision)
+        return self._identity_terms[precision]
 
     def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         """The attribute network's age and gender of each face (uint8 (S, S, 3), cropped as the

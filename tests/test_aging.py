@@ -147,6 +147,59 @@ def test_aging_holds_the_likeness_the_direction_throws_away(session, parents):
     assert far[AgingSettings().steps] < far[0] - 0.05, far
 
 
+@pytest.mark.slow
+def test_warming_the_ager_changes_no_child(session, parents):
+    """``AgeEditor.warm`` (what predict runs in a second thread while the photos are aligned)
+    pays the step's one-off costs on zeros: an editor warmed so ages a blend bit for bit as one
+    that never was, and predict leaves its session's editor warm for its children."""
+    from babygan import pipeline
+    from babygan.aging import AgeEditor
+
+    opts = pipeline.ChildOptions(age=Age.years(6), estimate=False, resemblance=False)
+    result = pipeline.predict(*parents, opts, session)
+    ager = session.ager
+    assert ager is not None and ager.is_warm(1)
+    # the encoder's identity loss and the ager's likeness hold are one loaded network
+    assert ager.identity is session.identity_term(session.precision)
+
+    dad, mum, directions = result.father.dlatents, result.mother.dlatents, session.directions
+    blend = pipeline.blend_and_edit(dad, mum, opts, directions, 0.0)[None]
+    coeff = session.resolve_age(opts.age).coefficient
+    start = pipeline.blend_and_edit(dad, mum, opts, directions, coeff)[None]
+    anchors = ager.anchors(blend, (result.father.aligned, result.mother.aligned, opts.genes))
+    editors = []
+    for warm in (False, True):
+        editor = AgeEditor(
+            session.generator, ager.attributes, crop_ratio=ager.crop_ratio, precision=session.precision,
+            identity=session.identity_term(session.precision),
+        )  # fmt: skip
+        if warm:
+            editor.warm(1)
+            assert editor.is_warm(1)
+        editors.append(editor.edit(start, [6.0], opts.aging, opts.layers, anchors))
+    (cold_w, cold_read), (warm_w, warm_read) = editors
+    assert np.array_equal(cold_w, warm_w) and np.array_equal(cold_read, warm_read)
+    assert not np.array_equal(cold_w, start)  # the steps did move the face
+
+
+def test_an_identity_term_of_another_precision_is_refused():
+    from tiny_generator import tiny_generator
+
+    from babygan.aging import AgeEditor
+    from babygan.encoder import Encoder
+    from babygan.encoder.identity_term import IdentityTerm
+    from babygan.encoder.settings import EncoderSettings
+
+    G = tiny_generator(0)
+    term = IdentityTerm("fp32")
+    with pytest.raises(BabyganError, match="identity term runs in fp32, the encoder in bf16"):
+        Encoder(G, EncoderSettings(perceptual="identity", precision="bf16"), identity=term)
+    with pytest.raises(BabyganError, match="identity term runs in fp32, the editor in bf16"):
+        AgeEditor(G, None, precision="bf16", identity=term)
+    encoder = Encoder(G, EncoderSettings(perceptual="identity", precision="fp32"), identity=term)
+    assert encoder.identity is term
+
+
 def test_help_says_which_defaults_depend_on_the_model():
     from babygan.cli import main
 

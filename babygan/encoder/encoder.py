@@ -51,11 +51,24 @@ class Encoder:
     """
 
     def __init__(
-        self, G: Generator, settings: EncoderSettings | None = None, *, offline: bool = False
+        self,
+        G: Generator,
+        settings: EncoderSettings | None = None,
+        *,
+        offline: bool = False,
+        identity: Any | None = None,
     ) -> None:
+        """identity: an ``IdentityTerm`` at ``settings.precision`` to use for the identity loss
+        (a session shares one with its AgeEditor: dlib's network loaded and traced once);
+        None: loaded on first use when ``perceptual="identity"``."""
         from babygan.encoder.estimator import estimator_path
 
         self.settings = settings or EncoderSettings()
+        if identity is not None and identity.precision != self.settings.precision:
+            raise BabyganError(
+                f"the identity term runs in {identity.precision}, the encoder in {self.settings.precision}"
+            )
+        self._given_identity = identity
         self.G = G.with_precision(self.settings.precision)
         self.offline = offline
         self.size = loss_resolution(self.G, self.settings)
@@ -101,6 +114,8 @@ class Encoder:
         """The identity term (dlib's descriptor network), or None unless ``perceptual="identity"``."""
         if self.settings.perceptual != "identity":
             return None
+        if self._given_identity is not None:
+            return self._given_identity
         from babygan.encoder.identity_term import IdentityTerm
 
         return IdentityTerm(self.settings.precision)

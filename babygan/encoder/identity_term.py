@@ -60,6 +60,7 @@ class IdentityTerm:
     def __init__(self, precision: str = "fp32") -> None:
         from babygan.identity import IdentityNet
 
+        self.precision = precision
         self.net = IdentityNet(compute_dtype="bfloat16" if precision == "bf16" else "float32")
 
     def distance(self, render: Any, feats: dict[str, Any]) -> Any:
