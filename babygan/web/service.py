@@ -193,6 +193,9 @@ class WebService:
                     self.directions.append(name)
             if "age" not in self.directions:
                 self.directions.insert(0, "age")
+            ager = self.session.ager  # loads the attribute network and dlib's
+            if ager is not None:
+                ager.warm(1)  # a one-child page's aging has nothing left to trace (about 2 s)
             if self._anime_wanted is not False:
                 try:
                     _ = self.session.anime  # loads the anime model
