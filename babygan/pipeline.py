@@ -177,8 +177,9 @@ def _parents(
 ) -> list[Parent]:
     """``session.parents(photos)``; when the run will age faces in years, the ager's one-off
     costs (``AgeEditor.warm``: tracing, the first run's graph optimisation) are paid in a second
-    thread meanwhile. dlib's face search releases the GIL, so on a 2-core CPU the two overlap;
-    the same graph runs afterwards, so nothing the run makes changes."""
+    thread meanwhile. dlib's face search and TensorFlow's runs (the encoding) release the GIL
+    for most of their time, so on a 2-core CPU the warm-up costs the photos little; the same
+    graph runs afterwards, so nothing the run makes changes."""
     n = sum(a.in_years for a in ages)
     ager = session.ager if n and options.aging.steps else None
     if ager is None:
