@@ -184,7 +184,7 @@ def _parents(
     ager = session.ager if n and options.aging.steps else None
     if ager is None:
         return session.parents(photos)
-    _ = session.generator.prepared  # built here: the encoder's thread and the ager's share it
+    _ = session.generator.prepared  # built once, here: the encoding and the warm-up beside it share it
     with ThreadPoolExecutor(1, thread_name_prefix="babygan-warm") as pool:
         warming = pool.submit(ager.warm, n)
         parents = session.parents(photos)
