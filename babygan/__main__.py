@@ -1,3 +1,3 @@
-from babygan.cli import main
+from babygan.cli.entry import run
 
-main()
+run()

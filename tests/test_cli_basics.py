@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 from click.testing import CliRunner
 
@@ -34,6 +35,69 @@ def test_version_from_console_script_and_module():
         [sys.executable, "-m", "babygan", "--version"], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == f"babygan, version {__version__}"
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True
+    )
+
+
+def test_the_executable_ends_without_pythons_teardown_after_its_exit_handlers():
+    """`babygan` ends as Python's shutdown begins (threads joined, atexit handlers, streams
+    flushed) and skips the teardown that follows (about 1.1 s of TensorFlow after a predict)."""
+    code = """
+        import atexit, sys, threading, time
+        from pathlib import Path
+
+        class TornDown:
+            def __del__(self):
+                sys.stdout.write("torn down\\n")
+                sys.stdout.flush()
+
+        keep = TornDown()
+        atexit.register(lambda: print("atexit ran"))
+
+        marker = Path(sys.argv[1])
+
+        def late():  # work still running when the command returns is waited for
+            time.sleep(0.3)
+            marker.write_text("done")
+
+        threading.Thread(target=late).start()
+        from babygan.cli.entry import run
+
+        sys.argv = ["babygan", "--version"]
+        run()
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "late.txt"
+        proc = _python(code, str(marker))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == [f"babygan, version {__version__}", "atexit ran"]
+        assert marker.read_text() == "done"
+        # the premise: the same script ended the ordinary way is torn down
+        ordinary = _python(code.replace("run()", "sys.exit(0)"), str(Path(tmp) / "ordinary.txt"))
+        assert "torn down" in ordinary.stdout
+
+
+def test_the_executable_keeps_exit_statuses_and_error_lines():
+    from babygan.cli.entry import quick_exit  # noqa: F401  (the module imports cheaply)
+
+    failed = subprocess.run(
+        [sys.executable, "-m", "babygan", "models", "path", "no-such-model"], capture_output=True, text=True
+    )
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    assert line.startswith("Error: no-such-model: not a file path that exists, nor a known model name")
+    usage = subprocess.run([sys.executable, "-m", "babygan", "frobnicate"], capture_output=True, text=True)
+    assert usage.returncode == 2
+    assert "No such command 'frobnicate'" in usage.stderr
+    message = _python("from babygan.cli.entry import quick_exit; quick_exit('babygan: gave up')")
+    assert (message.returncode, message.stderr.strip()) == (1, "babygan: gave up")
 
 
 def test_user_errors_are_one_line_with_exit_1():
