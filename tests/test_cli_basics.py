@@ -85,8 +85,6 @@ def test_the_executable_ends_without_pythons_teardown_after_its_exit_handlers():
 
 
 def test_the_executable_keeps_exit_statuses_and_error_lines():
-    from babygan.cli.entry import quick_exit  # noqa: F401  (the module imports cheaply)
-
     failed = subprocess.run(
         [sys.executable, "-m", "babygan", "models", "path", "no-such-model"], capture_output=True, text=True
     )
