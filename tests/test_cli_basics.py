@@ -145,6 +145,34 @@ def test_tensorflow_startup_chatter_is_hidden_but_the_device_is_said(tmp_path):
     assert "babygan: Keras backend tensorflow: running on" in proc.stderr
 
 
+def test_the_backend_is_imported_uncollected_and_frozen_leaving_the_collector_as_it_was():
+    """Starting the backend freezes what its import made (later collections skip it), frees the
+    garbage made before, and leaves the collector on, or off where the caller had turned it off."""
+    code = textwrap.dedent(
+        """
+        import gc, sys, weakref
+        if sys.argv[1] == "off":
+            gc.disable()
+        class Cycle:
+            pass
+        before = Cycle()
+        before.me = before
+        gone = weakref.ref(before)
+        del before
+        from babygan import backend
+        backend.start()
+        print(gc.get_freeze_count() > 100_000, gc.isenabled(), gone() is None)
+        """
+    )
+    env = {**__import__("os").environ}
+    env.pop("BABYGAN_TF_VERBOSE", None)
+    for state, enabled in (("on", "True"), ("off", "False")):
+        out = subprocess.run(
+            [sys.executable, "-c", code, state], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
+        assert out == ["True", enabled, "True"], (state, out)
+
+
 def test_a_command_line_mistake_is_answered_before_tensorflow_loads():
     code = (
         "import sys; from click.testing import CliRunner; from babygan.cli import main; "
