@@ -54,28 +54,31 @@ def start() -> str:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         devices = _devices()
-    elif verbose:
-        with _collector_paused():
-            devices = _devices()
     else:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as capture:
-            os.dup2(capture.fileno(), 2)
-            try:
-                with _collector_paused():
-                    devices = _devices()  # imports keras and its backend, probes the devices
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                capture.seek(0)
-                for line in capture.read().decode("utf-8", "replace").splitlines():
-                    if not _NOISE.match(line):
-                        print(line, file=sys.stderr)
+        with _collector_paused():  # _devices imports keras and its backend, probes the devices
+            devices = _devices() if verbose else _without_chatter(_devices)
     where = f"GPU {', '.join(devices)}" if devices else "the CPU"
     line = f"Keras backend {name()}: running on {where}"
     log.info(line)
     return line
+
+
+def _without_chatter(fn: Callable[[], list[str]]) -> list[str]:
+    """``fn()`` with what is written to file descriptor 2 meanwhile held back, then every line
+    of it but the libraries' start-up noise (``_NOISE``) passed on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            return fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if not _NOISE.match(line):
+                    print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager
