@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.abc
 import logging
 import os
 import re
@@ -55,7 +56,8 @@ def start() -> str:
     if "keras" in sys.modules:
         devices = _devices()
     else:
-        with _collector_paused():  # _devices imports keras and its backend, probes the devices
+        # _devices imports keras and its backend, probes the devices
+        with _collector_paused(), _optional_jax_refused():
             devices = _devices() if verbose else _without_chatter(_devices)
     where = f"GPU {', '.join(devices)}" if devices else "the CPU"
     line = f"Keras backend {name()}: running on {where}"
@@ -101,6 +103,48 @@ def _collector_paused() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+#: modules that import JAX only if it is installed (in try/except ImportError) and that babygan
+#: never needs it from: TF Lite's JAX converter, Keras's Orbax checkpoint callback
+_OPTIONAL_JAX_IMPORTERS = ("tensorflow.", "keras.src.callbacks.orbax_checkpoint")
+
+
+class _NoOptionalJax(importlib.abc.MetaPathFinder):
+    """Answers the modules in ``_OPTIONAL_JAX_IMPORTERS`` that JAX is not installed; any other
+    importer of jax (Keras's JAX backend, the caller's code) finds it as usual."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname != "jax" and not fullname.startswith("jax."):
+            return None
+        frame = sys._getframe(1)
+        while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
+            ("importlib", "_frozen_importlib")
+        ):
+            frame = frame.f_back  # the import system's own frames, up to the importing module
+        importer = "" if frame is None else str(frame.f_globals.get("__name__", ""))
+        if importer.startswith(_OPTIONAL_JAX_IMPORTERS):
+            raise ModuleNotFoundError(f"babygan does not offer jax to {importer}", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def _optional_jax_refused() -> Iterator[None]:
+    """While Keras and its backend are imported, the modules that would import JAX only because
+    it is installed find it missing.
+
+    TensorFlow's ``tensorflow.lite.python.util`` (``from jax import jit``, for TF Lite's JAX
+    converter) and Keras's Orbax checkpoint callback import JAX whenever it is installed: 0.5 s
+    of a 3 s start wherever JAX is (babygan's test extra, or its jax extra run with the default
+    backend), for features babygan never uses, and which stay unavailable in this process.
+    Under ``KERAS_BACKEND=jax`` the backend imports JAX itself, untouched.
+    """
+    finder = _NoOptionalJax()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def ensure_started() -> None:

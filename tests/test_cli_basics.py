@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from click.testing import CliRunner
 
 from babygan import __version__
@@ -171,6 +172,25 @@ def test_the_backend_is_imported_uncollected_and_frozen_leaving_the_collector_as
             [sys.executable, "-c", code, state], capture_output=True, text=True, check=True, env=env
         ).stdout.split()
         assert out == ["True", enabled, "True"], (state, out)
+
+
+def test_the_tensorflow_backend_starts_without_importing_an_installed_jax():
+    """TF Lite and Keras's Orbax callback import JAX whenever it is installed (0.5 s of the
+    start); under the TensorFlow backend babygan refuses it to them, and to them only."""
+    pytest.importorskip("jax")  # installed with the test extra
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+        from babygan import backend
+        backend.start()
+        print("jax" in sys.modules, importlib.import_module("tensorflow.lite.python.util")._jit)
+        import jax  # the caller's own import finds it
+        print(jax.numpy.add(1, 2))
+        """
+    )
+    env = {**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["False", "None", "3"], out.stdout + out.stderr
 
 
 def test_a_command_line_mistake_is_answered_before_tensorflow_loads():
