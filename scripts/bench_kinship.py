@@ -13,6 +13,7 @@ child moves between 5 and 20 years in an age sweep.
     python scripts/bench_kinship.py                      # all 1,000 pairs, the built-in model
     python scripts/bench_kinship.py --per-relation 50 --aging-steps 0 --out kin.json
     python scripts/bench_kinship.py --per-relation 25 --spouse self   # no stranger's half
+    python scripts/bench_kinship.py --per-relation 25 --encoder-iterations 10 --aging-steps 10
 
 Prints the load average with the figures. Photos dlib cannot align (or describe) are counted
 and left out.
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> dict:
     images = kinship.extract(args.archive, args.work)
     pairs = kinship.read_pairs(images, args.per_relation)
     spouses = kinship.spouses(pairs, args.seed, pairing=args.spouse)
-    session = Session(args.model, offline=True, progress=False, precision=args.precision)
+    encoder = {"iterations": args.encoder_iterations} if args.encoder_iterations is not None else None
+    session = Session(args.model, offline=True, progress=False, precision=args.precision, encoder=encoder)
     aging = AgingSettings(
         **{
             k: v
@@ -213,6 +215,12 @@ def main() -> None:
     ap.add_argument("--model", default="builtin")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--aging-steps", type=int, default=None, help="0: the calibrated direction alone")
+    ap.add_argument(
+        "--encoder-iterations",
+        type=int,
+        default=None,
+        help="the encoder's steps per photo (default: the model's)",
+    )
     ap.add_argument("--aging-lr", type=float, default=None)
     ap.add_argument("--identity-weight", type=float, default=None)
     ap.add_argument("--prior-weight", type=float, default=None)
