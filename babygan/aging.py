@@ -30,6 +30,7 @@ import numpy as np
 from babygan import latent
 from babygan.atomic import write_text_atomic
 from babygan.errors import BabyganError, ModelFileError
+from babygan.graph_store import GraphStore
 
 log = logging.getLogger("babygan")
 
@@ -214,9 +215,11 @@ class AgeEditor:
         crop_ratio: float = 1.0,
         precision: str = "fp32",
         identity: Any | None = None,
+        graphs: GraphStore | None = None,
     ) -> None:
         """identity: an ``IdentityTerm`` at ``precision`` (a session shares one with its encoder);
-        None: loaded on first use."""
+        None: loaded on first use. graphs: where the step's traced graph is looked up and kept
+        (``babygan.graph_store``); None: traced in every process."""
         if identity is not None and identity.precision != precision:
             raise BabyganError(f"the identity term runs in {identity.precision}, the editor in {precision}")
         self.G = generator
@@ -224,6 +227,7 @@ class AgeEditor:
         self.crop_ratio = float(crop_ratio)
         self.precision = precision
         self._identity: Any | None = identity
+        self.graphs = graphs
         self._step: Callable[..., Any] | None = None
         self._warm: set[int] = set()  # the batch sizes whose step has run once
         # The directions a refinement may move a face along, float32 (K, L * D). A model with a
@@ -296,7 +300,32 @@ class AgeEditor:
             lr_t = lr * ops.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
             return x - lr_t * m / (ops.sqrt(v) + eps), m, v, per_image, read, w
 
-        return backend.jit(step)
+        return backend.jit(step, store=self.graphs, owner=self._graph_owner(), captures=self._graph_captures)
+
+    def _graph_owner(self) -> str:
+        """What the step's graph is made of besides the call (a GraphStore key): the generator's
+        and the attribute network's files, dlib's, the crop and the precision."""
+        from babygan.attributes import builtin_path
+        from babygan.encoder.cache import file_identity
+        from babygan.identity import default_model_path
+
+        attributes = file_identity(self.attributes.path or builtin_path())
+        parts = [
+            "age editor step",
+            self.G.source_sha256,
+            str(self.G.compute_dtype),
+            f"attributes {attributes}",
+            f"identity {file_identity(default_model_path())}",
+            f"crop {self.crop_ratio!r}",
+            self.precision,
+        ]
+        return "\n".join(parts)
+
+    def _graph_captures(self) -> dict[str, Any]:
+        """The tensors and variables the step closes over: dlib's network and the attribute network's."""
+        named = {f"identity/{k}": t for k, t in self.identity.net.tensors.items()}
+        named.update({f"attributes/{i}": v for i, v in enumerate(self.attributes.network.weights)})
+        return named
 
     def warm(self, n: int) -> None:
         """Pay the one-off costs of the step for a batch of ``n`` faces now: its tracing, the

@@ -15,8 +15,11 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from babygan.graph_store import GraphStore
 
 log = logging.getLogger("babygan")
 
@@ -200,13 +203,23 @@ def gpu_bf16() -> tuple[bool, str] | None:
     return torch.cuda.get_device_capability(0) >= (8, 0), torch.cuda.get_device_name(0)
 
 
-def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+def jit(
+    fn: Callable[..., Any],
+    *,
+    store: GraphStore | None = None,
+    owner: str = "",
+    captures: Callable[[], Mapping[str, Any]] | None = None,
+) -> Callable[..., Any]:
     """``fn`` compiled for the backend: a TF graph (no XLA), ``jax.jit``, or as is for PyTorch.
 
     TensorFlow's XLA measured 10-20x slower than graph mode on a 2-core CPU (its CPU
-    convolutions skip oneDNN), so TensorFlow compiles graphs only.
+    convolutions skip oneDNN), so TensorFlow compiles graphs only. With a ``store``, the
+    TensorFlow graph is looked up there before it is traced and kept there once traced
+    (``owner`` and ``captures``: see ``GraphStore.function``); other backends ignore it.
     """
     backend = name()
+    if backend == "tensorflow" and store is not None:
+        return store.function(fn, owner, captures)
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -37,6 +37,7 @@ from babygan.encoder.identity_term import IdentityTerm
 from babygan.encoder.mask import aligned_landmarks, composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
+from babygan.graph_store import GraphStore
 from babygan.latent import Age
 from babygan.model_choice import choose_model, is_builtin
 from babygan.photo import load_photo
@@ -104,6 +105,8 @@ class Session:
     precision: "fp32" or "bf16" (see babygan/precision.py), for the generator.
     anime_model: the anime model file of ``model`` (babygan.anime); None: the built-in model's
     shipped one, when the model is the built-in one.
+    store_graphs: keep the traced TensorFlow graphs of the generator, the encoder, the ager and
+    dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/graph_store.py).
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Session:
         aligned: bool = False,
         precision: str = "fp32",
         anime_model: str | Path | None = None,
+        store_graphs: bool = True,
     ) -> None:
         self.model = choose_model(model)
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
@@ -145,6 +149,8 @@ class Session:
         self._identity_terms: dict[str, IdentityTerm] = {}  # by precision: the encoder's and the ager's
         self.anime_model = Path(anime_model).expanduser() if anime_model is not None else None
         self._anime: AnimeStylizer | None = None
+        #: where traced graphs are kept across processes (or None)
+        self.graphs = GraphStore(models.babygan_home() / "graphs") if store_graphs else None
 
     # -- generator and directions ----------------------------------------------
 
@@ -153,7 +159,7 @@ class Session:
         if self._generator is None:
             log.info("loading generator %s", self.model)
             path = models.resolve_model_file(self.model, offline=self.offline)
-            G = load_generator(path, offline=self.offline, precision=self.precision)
+            G = load_generator(path, offline=self.offline, precision=self.precision, graphs=self.graphs)
             self._directions = self._directions_of(G, path)
             self._generator = G
         return self._generator
@@ -368,7 +374,9 @@ class Session:
         if self._encoder is None:
             settings = self.encoder
             identity = self.identity_term(settings.precision) if settings.perceptual == "identity" else None
-            self._encoder = Encoder(self.generator, settings, offline=self.offline, identity=identity)
+            self._encoder = Encoder(
+                self.generator, settings, offline=self.offline, identity=identity, graphs=self.graphs
+            )
         if self.encoder.batch_size == 1 and len(images) > 1:
             # one photo at a time all the way (E's guess and the loss targets too, not only the
             # steps): a photo's code must not depend on which photos were new beside it (a batch
@@ -444,7 +452,7 @@ class Session:
             ratio = self._attribute_crop(model).scale / self.crop.scale
             self._ager = AgeEditor(
                 self.generator, model, crop_ratio=ratio, precision=self.precision,
-                identity=self.identity_term(self.precision),
+                identity=self.identity_term(self.precision), graphs=self.graphs,
             )  # fmt: skip
         return self._ager
 
@@ -453,7 +461,7 @@ class Session:
         (``babygan.encoder.identity_term.IdentityTerm``), loaded once per precision: both use
         the same one, so its file is read and its describe function traced once."""
         if precision not in self._identity_terms:
-            self._identity_terms[precision] = IdentityTerm(precision)
+            self._identity_terms[precision] = IdentityTerm(precision, graphs=self.graphs)
         return self._identity_terms[precision]
 
     def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from babygan.graph_store import GraphStore
+
 log = logging.getLogger("babygan")
 
 #: aligned images are searched at this size: HOG needs faces of ~80 px (smaller images are
@@ -57,11 +59,12 @@ def chip_transforms(images: np.ndarray, size: int) -> np.ndarray:
 class IdentityTerm:
     """dlib's descriptor network (loaded once) and what each target gives the loss."""
 
-    def __init__(self, precision: str = "fp32") -> None:
+    def __init__(self, precision: str = "fp32", graphs: GraphStore | None = None) -> None:
+        """graphs: where the network's describe graph is looked up and kept (babygan/graph_store.py)."""
         from babygan.identity import IdentityNet
 
         self.precision = precision
-        self.net = IdentityNet(compute_dtype="bfloat16" if precision == "bf16" else "float32")
+        self.net = IdentityNet(compute_dtype="bfloat16" if precision == "bf16" else "float32", graphs=graphs)
 
     def distance(self, render: Any, feats: dict[str, Any]) -> Any:
         """float32 (N,): descriptor distance of float (N, size, size, 3) renders (0..255) to their targets."""

@@ -92,14 +92,14 @@ def make_value_and_grad(loss: Callable[..., Any]) -> Callable[..., Any]:
     return backend.jit(backend.value_and_grad(loss))
 
 
-def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
+def make_adam_step(loss: Callable[..., Any], clip: float, **jit_options: Any) -> Callable[..., Any]:
     """The compiled step ``(w, m, v, t, lr, params, target, target_feat, mask, draws) -> (w, m, v, loss)``.
 
     w, m, v, draws: float32 (N, L, w_dim) (L = 1 with tiled dlatents); mask as in
     :func:`make_loss`; t: the step number from 1; lr: this step's
     learning rate. Stochastic clipping: values that leave [-clip, clip] are replaced by
     ``draws`` (fresh N(0, 1) values drawn by the caller per image, so a result never
-    depends on its batch partners).
+    depends on its batch partners). ``jit_options``: ``backend.jit``'s graph store options.
     """
     from keras import ops
 
@@ -116,7 +116,7 @@ def make_adam_step(loss: Callable[..., Any], clip: float) -> Callable[..., Any]:
         w_new = ops.where(ops.abs(w_new) > clip, draws, w_new)
         return w_new, m, v, per_image
 
-    return backend.jit(step)
+    return backend.jit(step, **jit_options)
 
 
 class Plateau:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from babygan.errors import BabyganError
+from babygan.graph_store import GraphStore
 from babygan.identity.reader import CHIP_SIZE, DlibResNet, read_dlib_resnet
 from babygan.shipped_models import FACE_DESCRIPTOR, shipped_model_file
 
@@ -31,9 +32,16 @@ class IdentityNet:
     """dlib's face recognition ResNet v1 as a keras.ops network; its arrays live on the backend.
 
     ``compute_dtype="bfloat16"`` runs its convolutions in bfloat16 (the descriptor stays float32).
+    ``graphs``: where :meth:`describe`'s traced graph is looked up and kept (babygan/graph_store.py).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, compute_dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        compute_dtype: str = "float32",
+        graphs: GraphStore | None = None,
+    ) -> None:
         from keras import ops
 
         from babygan.identity.network import COMPUTE_DTYPES
@@ -43,6 +51,7 @@ class IdentityNet:
         self.path = Path(path) if path is not None else default_model_path()
         self.model: DlibResNet = read_dlib_resnet(self.path)
         self.compute_dtype = compute_dtype
+        self.graphs = graphs
         self.tensors = {k: ops.convert_to_tensor(v) for k, v in self.model.params.items()}
 
     def descriptor(self, chips: Any) -> Any:
@@ -57,7 +66,13 @@ class IdentityNet:
         from babygan.identity.network import descriptor
 
         mean, dtype = self.model.mean_rgb, self.compute_dtype
-        return backend.jit(lambda params, chips: descriptor(params, chips, mean, compute_dtype=dtype))
+        fn = lambda params, chips: descriptor(params, chips, mean, compute_dtype=dtype)  # noqa: E731
+        if self.graphs is None:
+            return backend.jit(fn)
+        from babygan.models import cached_sha256
+
+        owner = f"dlib descriptor\n{cached_sha256(self.path.resolve())}\n{dtype}"
+        return backend.jit(fn, store=self.graphs, owner=owner)
 
     def describe(self, chips: Any, batch_size: int = 16) -> np.ndarray:
         """uint8 or float (N, 150, 150, 3) RGB chips (0..255) -> float32 (N, 128) descriptors."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from babygan.atomic import atomic_path
 from babygan.errors import ModelFileError
+from babygan.graph_store import GraphStore
 from babygan.precision import check_precision, compute_dtype
 from babygan.stylegan.config import GeneratorConfig
 
@@ -56,23 +57,30 @@ def _default_minibatch(config: GeneratorConfig) -> int:
 class _Runtime:
     """A generator's parameters as backend tensors and its compiled functions (built on first use)."""
 
-    def __init__(self, config: GeneratorConfig, params: dict[str, np.ndarray], dtype: str) -> None:
+    def __init__(
+        self, config: GeneratorConfig, params: dict[str, np.ndarray], dtype: str, graphs: GraphStore | None
+    ) -> None:
         from keras import ops
 
         from babygan import backend
         from babygan.stylegan import image_encoder, network
 
+        def jit(fn: Any, what: str) -> Any:
+            # the weights are arguments: the architecture and the dtype make the graph
+            return backend.jit(fn, store=graphs, owner=f"generator {what}\n{config!r}\n{dtype}")
+
         self.params = {n: ops.convert_to_tensor(a) for n, a in params.items()}
-        self.encode = backend.jit(lambda p, x: image_encoder.encode(p, x, config, compute_dtype=dtype))
-        self.mapping = backend.jit(lambda p, z: network.mapping(p, z, config))
+        self.encode = jit(lambda p, x: image_encoder.encode(p, x, config, compute_dtype=dtype), "encode")
+        self.mapping = jit(lambda p, z: network.mapping(p, z, config), "mapping")
         # The weights are fixed here: scale, transpose and cast the kernels once, not per render.
-        prepare = backend.jit(lambda p: network.prepare_synthesis(p, config, compute_dtype=dtype))
+        prepare = jit(lambda p: network.prepare_synthesis(p, config, compute_dtype=dtype), "prepare")
         self.prepared = prepare(self.params)
-        self.synthesis_stored_noise = backend.jit(
-            lambda p, w: network.synthesis_prepared(p, w, config, None, compute_dtype=dtype)
+        self.synthesis_stored_noise = jit(
+            lambda p, w: network.synthesis_prepared(p, w, config, None, compute_dtype=dtype), "synthesis"
         )
-        self.synthesis = backend.jit(
-            lambda p, w, noises: network.synthesis_prepared(p, w, config, noises, compute_dtype=dtype)
+        self.synthesis = jit(
+            lambda p, w, noises: network.synthesis_prepared(p, w, config, noises, compute_dtype=dtype),
+            "synthesis with noises",
         )
 
 
@@ -85,7 +93,8 @@ class Generator:
     ``has_encoder`` (the file carries E, see ``encode_faces``), ``source_sha256``, ``precision``
     ("fp32" or "bf16": the compute precision of synthesis; arrays in and out are float32),
     ``info`` (what the model file says of itself, JSON-safe: e.g. ``{"crop": {"recipe": "ffhq",
-    "scale": 0.7}, "name": ..., "licence": ...}``; empty for official pickles).
+    "scale": 0.7}, "name": ..., "licence": ...}``; empty for official pickles), ``graphs``
+    (where its compiled functions' traced graphs are looked up and kept, or None).
     """
 
     def __init__(
@@ -97,6 +106,7 @@ class Generator:
         minibatch: int | None = None,
         precision: str = "fp32",
         info: dict[str, Any] | None = None,
+        graphs: GraphStore | None = None,
     ) -> None:
         expected = config.param_shapes()
         missing = [n for n in expected if n not in params]
@@ -114,12 +124,22 @@ class Generator:
         self.minibatch = minibatch or _default_minibatch(config)
         self.precision = check_precision(precision)
         self.info: dict[str, Any] = dict(info or {})
+        self.graphs = graphs
         self._runtime: _Runtime | None = None
 
     def with_precision(self, precision: str) -> Generator:
         """The same weights computing in another precision ("fp32" or "bf16"); self when unchanged."""
         if precision == self.precision:
             return self
+        return self._copy(precision, self.graphs)
+
+    def with_graphs(self, graphs: GraphStore | None) -> Generator:
+        """The same generator whose compiled functions use the graph store ``graphs``; self when unchanged."""
+        if graphs is self.graphs:
+            return self
+        return self._copy(self.precision, graphs)
+
+    def _copy(self, precision: str, graphs: GraphStore | None) -> Generator:
         return Generator(
             self.config,
             self.params,
@@ -127,6 +147,7 @@ class Generator:
             minibatch=self.minibatch,
             precision=precision,
             info=self.info,
+            graphs=graphs,
         )
 
     # ------------------------------------------------------------------ sizes
@@ -175,7 +196,7 @@ class Generator:
     def runtime(self) -> _Runtime:
         """Backend tensors and compiled functions, built on first use (Keras is imported then)."""
         if self._runtime is None:
-            self._runtime = _Runtime(self.config, self.params, self.compute_dtype)
+            self._runtime = _Runtime(self.config, self.params, self.compute_dtype, self.graphs)
         return self._runtime
 
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from babygan.errors import ModelFileError
+from babygan.graph_store import GraphStore
 from babygan.stylegan.config import GeneratorConfig
 from babygan.stylegan.generator import Generator, read_npz
 
@@ -27,7 +28,11 @@ def _kind(path: Path) -> str:
 
 
 def load_generator(
-    name_or_path: str | os.PathLike[str], offline: bool = False, *, precision: str = "fp32"
+    name_or_path: str | os.PathLike[str],
+    offline: bool = False,
+    *,
+    precision: str = "fp32",
+    graphs: GraphStore | None = None,
 ) -> Generator:
     """An official StyleGAN v1 pickle (tuple or lone Gs) or our .npz, by registry name or path.
 
@@ -35,6 +40,7 @@ def load_generator(
     ``cache_dir("converted") / f"{sha256}.npz"``; later loads (any process) read that
     instead of unpickling. Each call reads the file: hold on to the Generator (a
     ``Session`` does) rather than loading again. ``precision``: "fp32" or "bf16".
+    ``graphs``: where its compiled functions' traced graphs are looked up and kept.
     """
     from babygan import models
 
@@ -44,7 +50,7 @@ def load_generator(
         sha = models.cached_sha256(path.resolve())  # remembered across processes
     except OSError as exc:
         raise ModelFileError(f"{path.name}: cannot read: {exc.strerror or exc}") from exc
-    return _load_uncached(path, kind, sha).with_precision(precision)
+    return _load_uncached(path, kind, sha).with_precision(precision).with_graphs(graphs)
 
 
 def _load_uncached(path: Path, kind: str, sha: str) -> Generator:

@@ -1,0 +1,355 @@
+"""Traced TensorFlow graphs kept on disk, so that a new process skips Python's tracing.
+
+On a 2-core CPU, a cold ``predict`` spent over 5 s of Python tracing the encoder's and the
+ager's steps (about 4,000 ops each, near 1 ms of Python per op): more than a third of the
+command. TensorFlow runs a function from its ``FunctionDef`` alone, without the Python that
+built it, so the store keeps each traced step's definition (with the functions it calls)
+under ``$BABYGAN_HOME/graphs``, and a later process registers it with the runtime and calls
+it directly. The runtime then optimises and runs it exactly as it would the traced graph.
+
+A stored graph is found by a key made of everything that shapes it: its owner's description
+of what the function closes over (model file hashes, settings, precision), the call's
+structure with each tensor's dtype and shape and each Python value, the TensorFlow and Keras
+versions, the devices, Keras' dtype settings, and the text of babygan's own source. A change
+to any of them is a new key, so an old graph is never run. Whatever the store cannot use (a
+damaged file, a function it cannot register) is logged once, and the function is traced as
+usual. Under JAX and PyTorch nothing is stored: ``jax.jit`` and eager PyTorch have no such
+Python cost to save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("babygan")
+
+_MAGIC = b"babygan-graph 1\n"
+_SCALARS = (bool, int, float, str, type(None))
+_UNSEEN = object()  # a call signature not looked up yet
+
+
+class _Unsupported(Exception):
+    """An argument or output of a kind the store does not keep (the call is traced as usual)."""
+
+
+def source_digest() -> str:
+    """SHA-256 of the text of babygan's Python files (a stored graph is babygan's code, traced)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _describe_call(args: tuple[Any, ...]) -> tuple[str, list[Any]]:
+    """The canonical text of a call (its structure, each tensor's dtype and shape, each Python
+    value) and its tensors in the order TensorFlow flattens them (dicts by sorted key).
+    numpy arrays and scalars are tensors to ``tf.function``; Python values are baked into
+    the graph, so they are part of the text."""
+    import tensorflow as tf
+
+    tensors: list[Any] = []
+
+    def walk(x: Any) -> str:
+        if isinstance(x, dict):
+            if not all(isinstance(k, str) for k in x):
+                raise _Unsupported("a dict with keys that are not strings")
+            return "{" + ",".join(f"{k!r}:{walk(x[k])}" for k in sorted(x)) + "}"
+        if type(x) in (tuple, list):
+            inner = ",".join(walk(v) for v in x)
+            return f"({inner})" if isinstance(x, tuple) else f"[{inner}]"
+        if isinstance(x, tf.Variable):
+            raise _Unsupported("a variable argument")
+        if isinstance(x, (np.ndarray, np.generic)) or tf.is_tensor(x):
+            tensors.append(x)
+            dtype = x.dtype.name if tf.is_tensor(x) else np.dtype(x.dtype).name
+            return f"<{dtype}{tuple(x.shape)}>"
+        if isinstance(x, _SCALARS):
+            return f"{type(x).__name__}:{x!r}"
+        raise _Unsupported(f"an argument of type {type(x).__name__}")
+
+    return walk(args), tensors
+
+
+def _output_layout(outputs: Any, count: list[int]) -> Any:
+    """A JSON layout of a traced function's outputs: nested lists and dicts of tensor indices."""
+    import tensorflow as tf
+
+    if isinstance(outputs, dict):
+        return {"dict": {k: _output_layout(outputs[k], count) for k in sorted(outputs)}}
+    if type(outputs) in (tuple, list):
+        return {type(outputs).__name__: [_output_layout(v, count) for v in outputs]}
+    if tf.is_tensor(outputs):
+        count[0] += 1
+        return count[0] - 1
+    if outputs is None:
+        return None
+    raise _Unsupported(f"an output of type {type(outputs).__name__}")
+
+
+def _rebuild(layout: Any, flat: list[Any]) -> Any:
+    if layout is None or isinstance(layout, int):
+        return None if layout is None else flat[layout]
+    ((kind, inner),) = layout.items()
+    if kind == "dict":
+        return {k: _rebuild(v, flat) for k, v in inner.items()}
+    items = [_rebuild(v, flat) for v in inner]
+    return tuple(items) if kind == "tuple" else items
+
+
+def _capture_tensor(value: Any) -> Any:
+    """What a traced function captures for ``value``: a variable's resource handle, else the tensor."""
+    import tensorflow as tf
+
+    inner = getattr(value, "value", None)  # a Keras variable wraps a tf.Variable under TensorFlow
+    if isinstance(inner, tf.Variable):
+        value = inner
+    if isinstance(value, tf.Variable):
+        return value.handle
+    return value
+
+
+def _rename_functions(functions: list[Any], suffix: str) -> dict[str, str]:
+    """Give every function a name of its own (processes number traced functions alike) and
+    point every call at the new names; returns old name -> new name."""
+    names = {f.signature.name: f"{f.signature.name}__bg{suffix}" for f in functions}
+
+    def fix(attr: Any) -> None:
+        if attr.HasField("func") and attr.func.name in names:
+            attr.func.name = names[attr.func.name]
+        if attr.HasField("list"):
+            for fn in attr.list.func:
+                if fn.name in names:
+                    fn.name = names[fn.name]
+
+    for f in functions:
+        f.signature.name = names[f.signature.name]
+        for node in f.node_def:
+            for attr in node.attr.values():
+                fix(attr)
+    return names
+
+
+class GraphStore:
+    """A folder of traced graphs (``$BABYGAN_HOME/graphs``); hands out functions that use it.
+
+    ``environment``: extra text for every key (tests); the TensorFlow and Keras versions,
+    the devices and babygan's source are added when the first graph is looked up.
+    """
+
+    def __init__(self, folder: str | Path, environment: str = "") -> None:
+        self.folder = Path(folder)
+        self._extra = environment
+        self._environment: str | None = None
+        self.loaded = 0  # graphs this store read back (for tests and the benchmark)
+        self.saved = 0  # graphs it wrote
+        self.registering = threading.Lock()  # two functions of a process may share callees
+
+    def environment(self) -> str:
+        """What every key holds besides the owner's and the call's: settled once per store."""
+        if self._environment is None:
+            import keras
+            import tensorflow as tf
+
+            devices = [d.name for d in tf.config.list_logical_devices()]
+            parts = [
+                f"tensorflow {tf.__version__}",
+                f"keras {keras.__version__}",
+                f"floatx {keras.config.floatx()}",
+                f"policy {keras.config.dtype_policy().name}",
+                f"devices {devices}",
+                f"babygan {source_digest()}",
+                self._extra,
+            ]
+            self._environment = "\n".join(parts)
+        return self._environment
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.graph"
+
+    def function(
+        self,
+        fn: Callable[..., Any],
+        owner: str,
+        captures: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> Callable[..., Any]:
+        """``fn`` as a graph function that is looked up here before it is traced, and kept
+        here once traced.
+
+        owner: text naming everything ``fn`` closes over that shapes its graph (model file
+        hashes, settings, precision); two functions with the same owner text and call must
+        build the same graph. captures: the tensors and variables ``fn`` closes over, by
+        name; a graph that captures anything not named here is not kept.
+        """
+        return StoredFunction(fn, self, owner, captures)
+
+
+class _Loaded:
+    """A registered stored graph: called with the call's tensors, then its captures."""
+
+    def __init__(self, name: str, n_out: int, layout: Any, captures: list[Any]) -> None:
+        self.name, self.n_out, self.layout, self.captures = name, n_out, layout, captures
+        self.ran = False  # whether a call has succeeded (the first one may find it unrunnable)
+
+    def __call__(self, tensors: list[Any]) -> Any:
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+
+        flat = [tf.convert_to_tensor(t) for t in tensors] + self.captures
+        out = context.context().call_function(self.name.encode(), flat, self.n_out)
+        return _rebuild(self.layout, list(out))
+
+
+class StoredFunction:
+    """A ``tf.function`` (no AutoGraph, no XLA: see ``backend.jit``) whose traced graphs are
+    looked up in, and added to, a :class:`GraphStore`. One per function and owner; each
+    call signature is looked up once per object."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        store: GraphStore,
+        owner: str,
+        captures: Callable[[], Mapping[str, Any]] | None,
+    ) -> None:
+        import tensorflow as tf
+
+        self._traced = tf.function(fn, jit_compile=False, autograph=False)
+        self._store, self._owner, self._captures = store, owner, captures
+        self._loaded: dict[str, _Loaded | None] = {}  # by call text; None: traced here
+        self._first_calls = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            text, tensors = _describe_call(args)
+        except _Unsupported as why:
+            log.debug("graph store: %s; traced", why)
+            return self._traced(*args)
+        loaded = self._loaded.get(text, _UNSEEN)
+        if loaded is None:
+            return self._traced(*args)
+        if isinstance(loaded, _Loaded) and loaded.ran:
+            return loaded(tensors)
+        # a first call: one thread looks the graph up and runs it first (a warm-up thread and
+        # the main one may meet here), the other waits for it
+        with self._first_calls:
+            return self._first_call(text, args, tensors)
+
+    def _first_call(self, text: str, args: tuple[Any, ...], tensors: list[Any]) -> Any:
+        loaded = self._loaded.get(text, _UNSEEN)
+        if loaded is None:
+            return self._traced(*args)
+        if isinstance(loaded, _Loaded) and loaded.ran:
+            return loaded(tensors)
+        key = self._key(text)
+        if loaded is _UNSEEN:
+            loaded = self._load(key)
+            self._loaded[text] = loaded
+            if loaded is None:
+                out = self._traced(*args)
+                self._save(key, args, tensors)
+                return out
+        try:
+            out = loaded(tensors)
+        except Exception as why:  # a graph this runtime cannot run: trace it (a real error recurs there)
+            log.warning("graph store: a stored graph failed (%s); tracing it instead", why)
+            self._loaded[text] = None
+            out = self._traced(*args)
+            self._save(key, args, tensors)
+            return out
+        loaded.ran = True
+        return out
+
+    def _key(self, call: str) -> str:
+        text = f"{self._store.environment()}\n{self._owner}\n{call}"
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    def _named_captures(self) -> dict[str, Any]:
+        return {} if self._captures is None else dict(self._captures())
+
+    def _load(self, key: str) -> _Loaded | None:
+        from tensorflow.core.framework import function_pb2
+        from tensorflow.python.eager import context
+
+        path = self._store.path(key)
+        if not path.is_file():
+            return None
+        try:
+            data = path.read_bytes()
+            if not data.startswith(_MAGIC):
+                raise ValueError("not a babygan graph file")
+            header, _, body = data[len(_MAGIC) :].partition(b"\n")
+            meta = json.loads(header)
+            library = function_pb2.FunctionDefLibrary.FromString(body)
+            named = self._named_captures()
+            captures = [_capture_tensor(named[n]) for n in meta["captures"]]
+            ctx = context.context()
+            with self._store.registering:
+                for f in library.function:  # callees first, the function itself last
+                    if not ctx.has_function(f.signature.name):
+                        ctx.add_function_def(f)
+        except Exception as why:  # a damaged or foreign file: trace instead, and replace it
+            log.warning("graph store: ignoring %s (%s)", path, why)
+            return None
+        self._store.loaded += 1
+        log.debug("graph store: loaded %s", path.name)
+        return _Loaded(meta["name"], int(meta["outputs"]), meta["layout"], captures)
+
+    def _save(self, key: str, args: tuple[Any, ...], tensors: list[Any]) -> None:
+        try:
+            payload = self._serialise(key, args, tensors)
+        except _Unsupported as why:
+            log.debug("graph store: not kept (%s)", why)
+            return
+        from babygan.atomic import write_bytes_atomic
+
+        try:
+            write_bytes_atomic(self._store.path(key), payload)
+        except OSError as why:
+            log.warning("graph store: could not write %s (%s)", self._store.path(key), why)
+            return
+        self._store.saved += 1
+
+    def _serialise(self, key: str, args: tuple[Any, ...], tensors: list[Any]) -> bytes:
+        import tensorflow as tf
+        from tensorflow.core.framework import function_pb2
+
+        cf = self._traced.get_concrete_function(*args)  # the graph just traced: no second trace
+        main = function_pb2.FunctionDef()
+        main.CopyFrom(cf.function_def)
+        inputs = list(cf.inputs)
+        captured = list(cf.captured_inputs)
+        if len(inputs) != len(tensors) + len(captured) or len(main.signature.input_arg) != len(inputs):
+            raise _Unsupported("its inputs are not the call's tensors and its captures")
+        for graph_input, given in zip(inputs, tensors, strict=False):
+            same = graph_input.dtype == tf.as_dtype(given.dtype)
+            if not same or tuple(graph_input.shape) != tuple(given.shape):
+                raise _Unsupported("an input's dtype or shape differs from the call's")
+        named = self._named_captures()
+        by_id = {id(_capture_tensor(v)): n for n, v in named.items()}
+        names = []
+        for c in captured:
+            if id(c) not in by_id:
+                what = f"{c.dtype.name}{tuple(c.shape)}"
+                raise _Unsupported(f"it captures a tensor it was not told of ({what})")
+            names.append(by_id[id(c)])
+        count = [0]
+        layout = _output_layout(cf.structured_outputs, count)
+        if count[0] != len(main.signature.output_arg):
+            raise _Unsupported("its outputs are not its structured outputs")
+        main_name = main.signature.name
+        callees = [f for f in cf.graph.as_graph_def().library.function if f.signature.name != main_name]
+        functions = [*callees, main]
+        renamed = _rename_functions(functions, key[:16])
+        library = function_pb2.FunctionDefLibrary(function=functions)
+        meta = {"name": renamed[main_name], "outputs": count[0], "layout": layout, "captures": names}
+        return _MAGIC + json.dumps(meta).encode() + b"\n" + library.SerializeToString()
