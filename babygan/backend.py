@@ -59,6 +59,7 @@ def start() -> str:
     if "keras" in sys.modules:
         devices = _devices()
     else:
+        _keep_xla_kernels()
         # _devices imports keras and its backend, probes the devices
         with _collector_paused(), _optional_jax_refused():
             devices = _devices() if verbose else _without_chatter(_devices)
@@ -66,6 +67,27 @@ def start() -> str:
     line = f"Keras backend {name()}: running on {where}"
     log.info(line)
     return line
+
+
+def _keep_xla_kernels() -> None:
+    """Have TensorFlow keep the XLA kernels it compiles (``fuse``'s chains) under
+    ``$BABYGAN_HOME/xla`` and reuse them in later processes: about 0.4 s of a cold command's
+    first step. A kernel is found again by its function's name and HLO, so it pays only
+    for graphs that every process runs under the same names: those of babygan's graph store
+    (babygan/graph_store.py). A directory the user gave in ``TF_XLA_FLAGS`` is kept."""
+    from babygan.models import babygan_home
+
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "--tf_xla_persistent_cache_directory" in flags:
+        return
+    folder = babygan_home() / "xla"
+    if any(c.isspace() for c in str(folder)):  # TF_XLA_FLAGS splits at spaces
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
 
 
 def _without_chatter(fn: Callable[[], list[str]]) -> list[str]:

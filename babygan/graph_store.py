@@ -252,20 +252,19 @@ class StoredFunction:
             return loaded(tensors)
         key = self._key(text)
         if loaded is _UNSEEN:
-            loaded = self._load(key)
+            # Traced here, the graph runs from its stored definition all the same: every
+            # process then runs the same functions under the same names, which XLA's
+            # persistent cache of the fused parts knows again (babygan.backend.start)
+            loaded = self._load(key) or self._trace_and_keep(key, args, tensors)
             self._loaded[text] = loaded
             if loaded is None:
-                out = self._traced(*args)
-                self._save(key, args, tensors)
-                return out
+                return self._traced(*args)
         try:
             out = loaded(tensors)
         except Exception as why:  # a graph this runtime cannot run: trace it (a real error recurs there)
             log.warning("graph store: a stored graph failed (%s); tracing it instead", why)
             self._loaded[text] = None
-            out = self._traced(*args)
-            self._save(key, args, tensors)
-            return out
+            return self._traced(*args)
         loaded.ran = True
         return out
 
@@ -277,47 +276,59 @@ class StoredFunction:
         return {} if self._captures is None else dict(self._captures())
 
     def _load(self, key: str) -> _Loaded | None:
-        from tensorflow.core.framework import function_pb2
-        from tensorflow.python.eager import context
-
+        """The stored graph of ``key``, registered; None when there is none or it is unusable."""
         path = self._store.path(key)
         if not path.is_file():
             return None
         try:
-            data = path.read_bytes()
-            if not data.startswith(_MAGIC):
-                raise ValueError("not a babygan graph file")
-            header, _, body = data[len(_MAGIC) :].partition(b"\n")
-            meta = json.loads(header)
-            library = function_pb2.FunctionDefLibrary.FromString(body)
-            named = self._named_captures()
-            captures = [_capture_tensor(named[n]) for n in meta["captures"]]
-            ctx = context.context()
-            with self._store.registering:
-                for f in library.function:  # callees first, the function itself last
-                    if not ctx.has_function(f.signature.name):
-                        ctx.add_function_def(f)
-        except Exception as why:  # a damaged or foreign file: trace instead, and replace it
+            loaded = self._register(path.read_bytes())
+        except Exception as why:  # a damaged or foreign file: traced instead, and replaced
             log.warning("graph store: ignoring %s (%s)", path, why)
             return None
         self._store.loaded += 1
         log.debug("graph store: loaded %s", path.name)
-        return _Loaded(meta["name"], int(meta["outputs"]), meta["layout"], captures)
+        return loaded
 
-    def _save(self, key: str, args: tuple[Any, ...], tensors: list[Any]) -> None:
+    def _trace_and_keep(self, key: str, args: tuple[Any, ...], tensors: list[Any]) -> _Loaded | None:
+        """Trace the call (without running it), keep its graph in the store and register it;
+        None when the graph is of a kind the store does not keep."""
         try:
             payload = self._serialise(key, args, tensors)
         except _Unsupported as why:
             log.debug("graph store: not kept (%s)", why)
-            return
+            return None
         from babygan.atomic import write_bytes_atomic
 
+        path = self._store.path(key)
         try:
-            write_bytes_atomic(self._store.path(key), payload)
-        except OSError as why:
-            log.warning("graph store: could not write %s (%s)", self._store.path(key), why)
-            return
-        self._store.saved += 1
+            write_bytes_atomic(path, payload)
+            self._store.saved += 1
+        except OSError as why:  # this process still runs it from memory
+            log.warning("graph store: could not write %s (%s)", path, why)
+        try:
+            return self._register(payload)
+        except Exception as why:  # the runtime refuses the definition: the traced function runs
+            log.warning("graph store: could not register a traced graph (%s)", why)
+            return None
+
+    def _register(self, payload: bytes) -> _Loaded:
+        """Register a stored graph's functions with TensorFlow's runtime (raises on a bad payload)."""
+        from tensorflow.core.framework import function_pb2
+        from tensorflow.python.eager import context
+
+        if not payload.startswith(_MAGIC):
+            raise ValueError("not a babygan graph file")
+        header, _, body = payload[len(_MAGIC) :].partition(b"\n")
+        meta = json.loads(header)
+        library = function_pb2.FunctionDefLibrary.FromString(body)
+        named = self._named_captures()
+        captures = [_capture_tensor(named[n]) for n in meta["captures"]]
+        ctx = context.context()
+        with self._store.registering:
+            for f in library.function:  # callees first, the function itself last
+                if not ctx.has_function(f.signature.name):
+                    ctx.add_function_def(f)
+        return _Loaded(meta["name"], int(meta["outputs"]), meta["layout"], captures)
 
     def _serialise(self, key: str, args: tuple[Any, ...], tensors: list[Any]) -> bytes:
         import tensorflow as tf

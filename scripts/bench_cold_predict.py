@@ -1,13 +1,14 @@
 """A cold offline ``babygan predict`` with the built-in model: wall time, and where it goes.
 
 Each run is a new process with an empty BABYGAN_HOME (no cached encodings), offline, no
-``--model``: what a newcomer's first command costs. With ``--stored-graphs`` every run's home
-holds the traced graphs an earlier, unmeasured run kept (babygan/graph_store.py) and nothing
-else: a cold command on new photos, after the first one. ``--profile`` runs one more under
-cProfile and prints the stages' cumulative times.
+``--model``: what a newcomer's first command costs. With ``--later`` every run finds what an
+earlier, unmeasured run left in its home (traced graphs, XLA kernels, file hashes: see
+babygan/graph_store.py) except the photos' encodings: a cold command on new photos, after
+the first one. ``--profile`` runs one more under cProfile and prints the stages' cumulative
+times.
 
     python scripts/bench_cold_predict.py --runs 3
-    python scripts/bench_cold_predict.py --runs 3 --stored-graphs
+    python scripts/bench_cold_predict.py --runs 3 --later
     python scripts/bench_cold_predict.py --runs 1 --profile
 
 Prints the load average with the figures: measure on an idle machine.
@@ -53,28 +54,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument(
-        "--stored-graphs", action="store_true", help="runs find the traced graphs of an earlier run"
-    )
+    ap.add_argument("--later", action="store_true", help="runs find what an earlier run kept, no encodings")
     ap.add_argument("extra", nargs="*", help="more predict options, after --")
     args = ap.parse_args()
     exe = Path(sys.executable).with_name("babygan")
     print(f"load average before: {os.getloadavg()}")
-    graphs = None
-    if args.stored_graphs:
-        graphs = Path(tempfile.mkdtemp(prefix="babygan-graphs-"))
-        with tempfile.TemporaryDirectory() as home:
-            (Path(home) / "graphs").symlink_to(graphs)
-            env = {**os.environ, "BABYGAN_HOME": home}
-            subprocess.run(
-                [str(exe), "predict", *predict_command(Path(home) / "out", args.extra)], env=env, check=True
-            )
-        print(f"an unmeasured run kept {len(list(graphs.glob('*.graph')))} graphs")
+    kept = None  # --later: the home every run starts from (a copy, so each run finds the same)
+    if args.later:
+        kept = Path(tempfile.mkdtemp(prefix="babygan-home-"))
+        env = {**os.environ, "BABYGAN_HOME": str(kept)}
+        subprocess.run([str(exe), "predict", *predict_command(kept / "out", args.extra)], env=env, check=True)
+        shutil.rmtree(kept / "out")
+        shutil.rmtree(kept / "latents")
+        print(f"an unmeasured run kept: {', '.join(sorted(p.name for p in kept.iterdir()))}")
     times = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as home:
-            if graphs is not None:
-                (Path(home) / "graphs").symlink_to(graphs)
+            if kept is not None:
+                shutil.copytree(kept, home, dirs_exist_ok=True)
             env = {**os.environ, "BABYGAN_HOME": home}
             t0 = time.perf_counter()
             subprocess.run(
@@ -86,8 +83,8 @@ def main() -> None:
         print(f"median {sorted(times)[len(times) // 2]:.2f} s over {len(times)} runs")
     if args.profile:
         with tempfile.TemporaryDirectory() as home:
-            if graphs is not None:
-                (Path(home) / "graphs").symlink_to(graphs)
+            if kept is not None:
+                shutil.copytree(kept, home, dirs_exist_ok=True)
             env = {**os.environ, "BABYGAN_HOME": home}
             prof = Path(home) / "predict.prof"
             argv = ["babygan", "predict", *predict_command(Path(home) / "out", args.extra)]
@@ -108,8 +105,8 @@ def main() -> None:
                 ]
                 total = sum(t for t, _ in found)
                 print(f"  {what:45s} {total:6.2f} s")
-    if graphs is not None:
-        shutil.rmtree(graphs, ignore_errors=True)
+    if kept is not None:
+        shutil.rmtree(kept, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}")
 
 
