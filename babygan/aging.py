@@ -29,8 +29,8 @@ import numpy as np
 
 from babygan import latent
 from babygan.atomic import write_text_atomic
+from babygan.backend.graph_store import GraphStore
 from babygan.errors import BabyganError, ModelFileError
-from babygan.graph_store import GraphStore
 
 log = logging.getLogger("babygan")
 
@@ -219,7 +219,7 @@ class AgeEditor:
     ) -> None:
         """identity: an ``IdentityTerm`` at ``precision`` (a session shares one with its encoder);
         None: loaded on first use. graphs: where the step's traced graph is looked up and kept
-        (``babygan.graph_store``); None: traced in every process."""
+        (``babygan.backend.graph_store``); None: traced in every process."""
         if identity is not None and identity.precision != precision:
             raise BabyganError(f"the identity term runs in {identity.precision}, the editor in {precision}")
         self.G = generator

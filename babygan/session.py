@@ -30,6 +30,7 @@ from babygan.aging import AgeEditor
 from babygan.align import Crop
 from babygan.anime.model import load_anime_model
 from babygan.anime.stylize import AnimeStylizer
+from babygan.backend.graph_store import GraphStore
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
@@ -37,7 +38,6 @@ from babygan.encoder.identity_term import IdentityTerm
 from babygan.encoder.mask import aligned_landmarks, composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
-from babygan.graph_store import GraphStore
 from babygan.latent import Age
 from babygan.model_choice import choose_model, is_builtin
 from babygan.photo import load_photo
@@ -106,7 +106,7 @@ class Session:
     anime_model: the anime model file of ``model`` (babygan.anime); None: the built-in model's
     shipped one, when the model is the built-in one.
     store_graphs: keep the traced TensorFlow graphs of the generator, the encoder, the ager and
-    dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/graph_store.py).
+    dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/backend/graph_store.py).
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 Each run is a new process with an empty BABYGAN_HOME (no cached encodings), offline, no
 ``--model``: what a newcomer's first command costs. With ``--later`` every run finds what an
 earlier, unmeasured run left in its home (traced graphs, XLA kernels, file hashes: see
-babygan/graph_store.py) except the photos' encodings: a cold command on new photos, after
+babygan/backend/graph_store.py) except the photos' encodings: a cold command on new photos, after
 the first one. ``--profile`` runs one more under cProfile and prints the stages' cumulative
 times.
 
@@ -32,7 +32,7 @@ FACES = ROOT.parent / "shared" / "faces"
 #: the stages of a predict, as functions whose cumulative time cProfile reports
 STAGES = {
     "import babygan.cli (click, numpy)": "cli/__init__.py:<module>",
-    "start the backend (TensorFlow import)": "backend.py:start",
+    "start the backend (TensorFlow import)": "backend/__init__.py:start",
     "load the generator": "generator.py:load_generator",
     "align the photos": "align.py:align_photo",
     "encode (E, then the refinement steps)": "encoder.py:encode_cached",

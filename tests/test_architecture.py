@@ -2,8 +2,8 @@
 
 - no module of the library is over 500 lines;
 - no two modules import each other (lazy imports inside functions count too);
-- only babygan/backend.py imports a deep-learning framework directly (TensorFlow, JAX,
-  PyTorch): everything else speaks keras.ops, so it runs under every backend;
+- only the babygan.backend package imports a deep-learning framework directly (TensorFlow,
+  JAX, PyTorch): everything else speaks keras.ops, so it runs under every backend;
 - the public API (babygan/__init__.py) names only what its modules define, and imports
   none of them when ``babygan`` is imported.
 """
@@ -61,14 +61,15 @@ def test_no_two_modules_import_each_other():
     assert pairs == []
 
 
-def test_only_the_backend_module_imports_a_framework():
+def test_only_the_backend_package_imports_a_framework():
     modules = _modules()
     users = {
         name
         for name, path in modules.items()
         if {i.split(".")[0] for i in _imports(path, modules)} & FRAMEWORKS
     }
-    assert users <= {"babygan.backend"}, users
+    assert {u for u in users if u != "babygan.backend" and not u.startswith("babygan.backend.")} == set()
+    assert "babygan.backend" in users  # the rule still looks where the framework code is
 
 
 def test_public_api_is_lazy_and_each_name_has_an_owner():

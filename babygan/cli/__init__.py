@@ -25,7 +25,7 @@ from babygan.errors import BabyganError
 from babygan.models import use_models_dir
 
 # Commands that run the networks: once their arguments are parsed, the Keras backend is
-# started first (babygan/backend.py), without its start-up chatter.
+# started first (babygan/backend), without its start-up chatter.
 # serve too: resolving --precision, before its body, imports TensorFlow.
 _NETWORK_COMMANDS = {
     "generate",

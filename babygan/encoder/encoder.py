@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from babygan.backend.graph_store import GraphStore
 from babygan.encoder import cache
 from babygan.encoder.images import check_images, image_seed, resize_uint8, sharpen
 from babygan.encoder.mask import mask_digest, resize_masks
@@ -26,7 +27,6 @@ from babygan.encoder.settings import EncoderSettings
 from babygan.encoder.start import load_init_file
 from babygan.encoder.step import Plateau
 from babygan.errors import BabyganError
-from babygan.graph_store import GraphStore
 from babygan.identity import default_model_path
 from babygan.stylegan import Generator
 
@@ -62,9 +62,8 @@ class Encoder:
     ) -> None:
         """identity: an ``IdentityTerm`` at ``settings.precision`` to use for the identity loss
         (a session shares one with its AgeEditor: dlib's network loaded and traced once);
-        None: loaded on first use when ``perceptual="identity"``. graphs: where the Adam
-        step's traced graph is looked up and kept (``babygan.graph_store``); None: traced
-        in every process."""
+        None: loaded on first use when ``perceptual="identity"``. graphs: the ``GraphStore``
+        keeping the Adam step's traced graph (None: traced in every process)."""
         from babygan.encoder.estimator import estimator_path
 
         self.settings = settings or EncoderSettings()
@@ -132,26 +131,14 @@ class Encoder:
 
     @cached_property
     def _step(self) -> Callable[..., Any]:
-        from babygan.encoder.step import make_adam_step
+        from babygan.encoder.step import loss_captures, make_adam_step
 
+        # what the graph store keys the step by, besides the call: settings, files, precision
+        owner = f"encoder adam step\n{self.settings!r}\n{self._deps()}\n{self.G.compute_dtype}\n{self.size}"
         return make_adam_step(
             self._make_loss(self.G), float(self.settings.clip),
-            store=self.graphs, owner=self._graph_owner(), captures=self._graph_captures,
+            store=self.graphs, owner=owner, captures=lambda: loss_captures(self.vgg, self.identity),
         )  # fmt: skip
-
-    def _graph_owner(self) -> str:
-        """What the Adam step's graph is made of besides the call: the settings, the files
-        (G's, the estimator's, VGG16's, dlib's) and the precision (a GraphStore key)."""
-        return f"encoder adam step\n{self.settings!r}\n{self._deps()}\n{self.G.compute_dtype}\n{self.size}"
-
-    def _graph_captures(self) -> dict[str, Any]:
-        """The tensors and variables the step closes over: dlib's network and VGG16's."""
-        named: dict[str, Any] = {}
-        if self.identity is not None:
-            named.update({f"identity/{k}": t for k, t in self.identity.net.tensors.items()})
-        if self.vgg is not None:
-            named.update({f"vgg16/{i}": v for i, v in enumerate(self.vgg.weights)})
-        return named
 
     @cached_property
     def _value_and_grad(self) -> Callable[..., Any]:

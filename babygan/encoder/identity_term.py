@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from babygan.graph_store import GraphStore
+from babygan.backend.graph_store import GraphStore
 
 log = logging.getLogger("babygan")
 
@@ -60,7 +60,7 @@ class IdentityTerm:
     """dlib's descriptor network (loaded once) and what each target gives the loss."""
 
     def __init__(self, precision: str = "fp32", graphs: GraphStore | None = None) -> None:
-        """graphs: where the network's describe graph is looked up and kept (babygan/graph_store.py)."""
+        """graphs: where the network's describe graph is looked up and kept (``GraphStore``)."""
         from babygan.identity import IdentityNet
 
         self.precision = precision

@@ -84,6 +84,17 @@ def make_loss(
     return loss
 
 
+def loss_captures(vgg: Any | None, identity: Any | None) -> dict[str, Any]:
+    """The tensors and variables :func:`make_loss`'s loss closes over, by name (the graph
+    store's ``captures``): dlib's network's and VGG16's."""
+    named: dict[str, Any] = {}
+    if identity is not None:
+        named.update({f"identity/{k}": t for k, t in identity.net.tensors.items()})
+    if vgg is not None:
+        named.update({f"vgg16/{i}": v for i, v in enumerate(vgg.weights)})
+    return named
+
+
 def make_value_and_grad(loss: Callable[..., Any]) -> Callable[..., Any]:
     """The compiled ``(w, params, target, target_feat, mask) -> ((sum, per-image (N,)), d sum / d w)``
     (what L-BFGS asks for at each point)."""

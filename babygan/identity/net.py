@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from babygan.backend.graph_store import GraphStore
 from babygan.errors import BabyganError
-from babygan.graph_store import GraphStore
 from babygan.identity.reader import CHIP_SIZE, DlibResNet, read_dlib_resnet
 from babygan.shipped_models import FACE_DESCRIPTOR, shipped_model_file
 
@@ -32,7 +32,7 @@ class IdentityNet:
     """dlib's face recognition ResNet v1 as a keras.ops network; its arrays live on the backend.
 
     ``compute_dtype="bfloat16"`` runs its convolutions in bfloat16 (the descriptor stays float32).
-    ``graphs``: where :meth:`describe`'s traced graph is looked up and kept (babygan/graph_store.py).
+    ``graphs``: where :meth:`describe`'s traced graph is looked up and kept (babygan/backend/graph_store.py).
     """
 
     def __init__(

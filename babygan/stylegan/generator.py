@@ -10,8 +10,8 @@ from typing import Any, Literal
 import numpy as np
 
 from babygan.atomic import atomic_path
+from babygan.backend.graph_store import GraphStore
 from babygan.errors import ModelFileError
-from babygan.graph_store import GraphStore
 from babygan.precision import check_precision, compute_dtype
 from babygan.stylegan.config import GeneratorConfig
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from babygan.backend.graph_store import GraphStore
 from babygan.errors import ModelFileError
-from babygan.graph_store import GraphStore
 from babygan.stylegan.config import GeneratorConfig
 from babygan.stylegan.generator import Generator, read_npz
 

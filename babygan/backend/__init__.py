@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from babygan.graph_store import GraphStore
+    from babygan.backend.graph_store import GraphStore
 
 log = logging.getLogger("babygan")
 
@@ -74,7 +74,7 @@ def _keep_xla_kernels() -> None:
     ``$BABYGAN_HOME/xla`` and reuse them in later processes: about 0.4 s of a cold command's
     first step. A kernel is found again by its function's name and HLO, so it pays only
     for graphs that every process runs under the same names: those of babygan's graph store
-    (babygan/graph_store.py). A directory the user gave in ``TF_XLA_FLAGS`` is kept."""
+    (babygan/backend/graph_store.py). A directory the user gave in ``TF_XLA_FLAGS`` is kept."""
     from babygan.models import babygan_home
 
     flags = os.environ.get("TF_XLA_FLAGS", "")
