@@ -30,7 +30,7 @@ from babygan.aging import AgeEditor
 from babygan.align import Crop
 from babygan.anime.model import load_anime_model
 from babygan.anime.stylize import AnimeStylizer
-from babygan.backend.graph_store import GraphStore
+from babygan.backend import graph_store
 from babygan.directions import LatentDirections, missing_directions_error, own_directions_dir
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
@@ -106,7 +106,8 @@ class Session:
     anime_model: the anime model file of ``model`` (babygan.anime); None: the built-in model's
     shipped one, when the model is the built-in one.
     store_graphs: keep the traced TensorFlow graphs of the generator, the encoder, the ager and
-    dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/backend/graph_store.py).
+    dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/backend/graph_store.py);
+    None: unless $BABYGAN_STORE_GRAPHS is 0.
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class Session:
         aligned: bool = False,
         precision: str = "fp32",
         anime_model: str | Path | None = None,
-        store_graphs: bool = True,
+        store_graphs: bool | None = None,
     ) -> None:
         self.model = choose_model(model)
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
@@ -149,8 +150,8 @@ class Session:
         self._identity_terms: dict[str, IdentityTerm] = {}  # by precision: the encoder's and the ager's
         self.anime_model = Path(anime_model).expanduser() if anime_model is not None else None
         self._anime: AnimeStylizer | None = None
-        #: where traced graphs are kept across processes (or None)
-        self.graphs = GraphStore(models.babygan_home() / "graphs") if store_graphs else None
+        keep = graph_store.enabled() if store_graphs is None else store_graphs
+        self.graphs = graph_store.GraphStore(models.babygan_home() / "graphs") if keep else None
 
     # -- generator and directions ----------------------------------------------
 

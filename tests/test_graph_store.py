@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def toy():
 
 
 def _graph_files(store: GraphStore) -> list:
-    return sorted(store.folder.glob("*.graph"))
+    return sorted(store.folder.rglob("*.graph"))
 
 
 def test_a_stored_graph_runs_again_without_its_python(tmp_path, toy):
@@ -102,6 +103,55 @@ def test_a_damaged_graph_file_is_traced_again_and_replaced(tmp_path, toy, caplog
     assert store.saved == 1 and path.read_bytes().startswith(b"babygan-graph")
 
 
+def test_a_graph_file_that_reads_files_or_calls_python_is_refused(tmp_path, toy, caplog):
+    """A stored graph is code that runs: one holding ops babygan's graphs never use (files,
+    Python callbacks) is not registered, and the function is traced again instead."""
+    from tensorflow.core.framework import function_pb2
+
+    fn, captures, _ = toy
+    x = np.ones((1, 2), np.float32)
+    backend.jit(fn, store=GraphStore(tmp_path / "graphs"), owner="toy", captures=captures)(x, 1.0)
+    (path,) = _graph_files(GraphStore(tmp_path / "graphs"))
+    header, _, body = path.read_bytes().partition(b"\n")[2].partition(b"\n")
+    library = function_pb2.FunctionDefLibrary.FromString(body)
+    library.function[-1].node_def.add(name="sneaky", op="WriteFile")
+    path.write_bytes(b"babygan-graph 1\n" + header + b"\n" + library.SerializeToString())
+    store = GraphStore(tmp_path / "graphs")
+    with caplog.at_level(logging.WARNING, logger="babygan"):
+        out = backend.jit(fn, store=store, owner="toy", captures=captures)(x, 1.0)
+    np.testing.assert_allclose(out["y"], [[4.0, 6.0, 8.0]])
+    assert store.loaded == 0 and any("WriteFile" in r.getMessage() for r in caplog.records)
+
+
+def test_other_environments_graphs_are_pruned_once_unused(tmp_path, toy):
+    """Graphs kept under another babygan, TensorFlow or Keras are never found again: their
+    folder goes when a graph is next kept, once nothing used it for two weeks."""
+    fn, captures, _ = toy
+    x = np.ones((1, 2), np.float32)
+    backend.jit(
+        fn, store=GraphStore(tmp_path / "graphs", "an older babygan"), owner="toy", captures=captures
+    )(x, 1.0)
+    backend.jit(fn, store=GraphStore(tmp_path / "graphs", "another install"), owner="toy", captures=captures)(
+        x, 1.0
+    )
+    old, recent = sorted((tmp_path / "graphs").iterdir(), key=lambda p: p.stat().st_mtime)
+    long_ago = time.time() - 30 * 86400
+    os.utime(old, (long_ago, long_ago))
+    store = GraphStore(tmp_path / "graphs")
+    backend.jit(fn, store=store, owner="toy", captures=captures)(x, 1.0)
+    assert store.saved == 1 and not old.exists() and recent.exists()
+    assert len(list((tmp_path / "graphs").iterdir())) == 2
+
+
+def test_the_store_can_be_turned_off(monkeypatch):
+    from babygan.session import Session
+
+    assert Session("builtin", offline=True).graphs is not None
+    monkeypatch.setenv("BABYGAN_STORE_GRAPHS", "0")
+    assert Session("builtin", offline=True).graphs is None
+    assert Session("builtin", offline=True, store_graphs=True).graphs is not None
+
+
 def test_the_builtin_models_graphs_are_kept_and_change_no_child(tmp_path):
     """A session with the store runs the generator's, dlib's, the encoder's and the ager's
     graphs from their stored definitions, and a later session finds them all; the child is the
@@ -142,6 +192,10 @@ def test_the_backend_keeps_xla_kernels_under_the_home(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"--tf_xla_persistent_cache_directory={tmp_path / 'home' / 'xla'}"
     assert (tmp_path / "home" / "xla").is_dir()
+    env["BABYGAN_STORE_GRAPHS"] = "0"  # no store, no kernels kept
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+    del env["BABYGAN_STORE_GRAPHS"]
     mine = "--tf_xla_persistent_cache_directory=/somewhere/else"
     env["TF_XLA_FLAGS"] = mine
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -75,10 +75,11 @@ def _keep_xla_kernels() -> None:
     first step. A kernel is found again by its function's name and HLO, so it pays only
     for graphs that every process runs under the same names: those of babygan's graph store
     (babygan/backend/graph_store.py). A directory the user gave in ``TF_XLA_FLAGS`` is kept."""
+    from babygan.backend import graph_store
     from babygan.models import babygan_home
 
     flags = os.environ.get("TF_XLA_FLAGS", "")
-    if "--tf_xla_persistent_cache_directory" in flags:
+    if "--tf_xla_persistent_cache_directory" in flags or not graph_store.enabled():
         return
     folder = babygan_home() / "xla"
     if any(c.isspace() for c in str(folder)):  # TF_XLA_FLAGS splits at spaces

@@ -19,10 +19,14 @@ Python cost to save.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,24 @@ log = logging.getLogger("babygan")
 _MAGIC = b"babygan-graph 1\n"
 _SCALARS = (bool, int, float, str, type(None))
 _UNSEEN = object()  # a call signature not looked up yet
+#: days after which another environment's graphs are removed (babygan upgraded, say)
+PRUNE_DAYS = 14.0
+#: ops a stored graph may not hold: babygan's graphs compute, and a file that reads or writes
+#: files or calls back into Python is not one babygan wrote
+REFUSED_OPS = frozenset(
+    {"PyFunc", "PyFuncStateless", "EagerPyFunc", "ReadFile", "WriteFile", "MatchingFiles",
+     "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice", "MergeV2Checkpoints",
+     "ShardedFilename", "PrintV2", "Print", "DeleteFile", "ImmutableConst"}
+)  # fmt: skip
+
+
+#: set to 0 to trace every graph in every process and keep nothing (the store's way out)
+ENV_VAR = "BABYGAN_STORE_GRAPHS"
+
+
+def enabled() -> bool:
+    """Whether graphs are kept across processes by default: unless $BABYGAN_STORE_GRAPHS is 0."""
+    return os.environ.get(ENV_VAR, "1").strip() != "0"
 
 
 class _Unsupported(Exception):
@@ -174,7 +196,24 @@ class GraphStore:
         return self._environment
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.graph"
+        """Where the graph of ``key`` is kept: in this environment's own folder, so that what an
+        older babygan, TensorFlow or Keras kept can be told apart and pruned."""
+        digest = hashlib.sha256(self.environment().encode()).hexdigest()[:16]
+        return self.folder / digest / f"{key}.graph"
+
+    def used(self, path: Path) -> None:
+        """Note that a graph of ``path``'s environment was used now (what :meth:`prune` spares)."""
+        with contextlib.suppress(OSError):
+            os.utime(path.parent)
+
+    def prune(self, keep: Path, days: float = PRUNE_DAYS) -> None:
+        """Remove the other environments' folders that nothing used for ``days`` days (graphs of
+        an older babygan, TensorFlow or Keras: no key will ever find them again)."""
+        cutoff = time.time() - days * 86400
+        with contextlib.suppress(OSError):
+            for folder in self.folder.iterdir():
+                if folder.is_dir() and folder != keep.parent and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def function(
         self,
@@ -286,6 +325,7 @@ class StoredFunction:
             log.warning("graph store: ignoring %s (%s)", path, why)
             return None
         self._store.loaded += 1
+        self._store.used(path)
         log.debug("graph store: loaded %s", path.name)
         return loaded
 
@@ -302,6 +342,8 @@ class StoredFunction:
         path = self._store.path(key)
         try:
             write_bytes_atomic(path, payload)
+            if not self._store.saved:
+                self._store.prune(path)
             self._store.saved += 1
         except OSError as why:  # this process still runs it from memory
             log.warning("graph store: could not write %s (%s)", path, why)
@@ -321,6 +363,9 @@ class StoredFunction:
         header, _, body = payload[len(_MAGIC) :].partition(b"\n")
         meta = json.loads(header)
         library = function_pb2.FunctionDefLibrary.FromString(body)
+        refused = {n.op for f in library.function for n in f.node_def} & REFUSED_OPS
+        if refused:
+            raise ValueError(f"it holds ops babygan's graphs never use ({', '.join(sorted(refused))})")
         named = self._named_captures()
         captures = [_capture_tensor(named[n]) for n in meta["captures"]]
         ctx = context.context()
