@@ -1,8 +1,9 @@
-"""The only module that knows which Keras backend runs: gradients, compilation, start-up.
+"""The only package that knows which Keras backend runs: gradients, compilation, start-up.
 
 Everything else in babygan is written with ``keras.ops`` and runs under TensorFlow (the
 default), JAX or PyTorch, chosen with ``KERAS_BACKEND`` before Keras is imported. What
-``keras.ops`` cannot express, a gradient and a compiled step, is one function per backend here.
+``keras.ops`` cannot express, a gradient and a compiled step, is one function per backend here;
+``graph_store.py`` keeps TensorFlow's traced graphs for later processes.
 """
 
 from __future__ import annotations

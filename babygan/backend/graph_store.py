@@ -64,7 +64,7 @@ class _Unsupported(Exception):
 
 def source_digest() -> str:
     """SHA-256 of the text of babygan's Python files (a stored graph is babygan's code, traced)."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the babygan package, not only babygan.backend
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
