@@ -64,13 +64,16 @@ class IdentityNet:
     def _compiled(self) -> Callable[[Any, Any], Any]:
         from babygan import backend
         from babygan.identity.network import descriptor
-
-        mean, dtype = self.model.mean_rgb, self.compute_dtype
-        fn = lambda params, chips: descriptor(params, chips, mean, compute_dtype=dtype)  # noqa: E731
-        if self.graphs is None:
-            return backend.jit(fn)
         from babygan.models import cached_sha256
 
+        mean, dtype = self.model.mean_rgb, self.compute_dtype
+
+        def fn(params: Any, chips: Any) -> Any:
+            return descriptor(params, chips, mean, compute_dtype=dtype)
+
+        if self.graphs is None:
+            return backend.jit(fn)
+        # the weights are arguments; the file's mean colour and the dtype are in the graph
         owner = f"dlib descriptor\n{cached_sha256(self.path.resolve())}\n{dtype}"
         return backend.jit(fn, store=self.graphs, owner=owner)
 
