@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # public name -> the module that owns it
 _PUBLIC = {
     "Session": "babygan.session",
-    "Parent": "babygan.session",
+    "Parent": "babygan.parents",
     "predict": "babygan.pipeline",
     "age_sweep": "babygan.pipeline",
     "ChildOptions": "babygan.pipeline",
@@ -78,8 +78,9 @@ if TYPE_CHECKING:
     from babygan.errors import BabyganError
     from babygan.latent import Age
     from babygan.outputs import write_prediction, write_sweep
+    from babygan.parents import Parent
     from babygan.pipeline import ChildOptions, EditOptions, PredictResult, SweepResult, age_sweep, predict
-    from babygan.session import Parent, Session
+    from babygan.session import Session
 
 
 def __getattr__(name: str) -> Any:

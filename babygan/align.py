@@ -369,9 +369,12 @@ class AlignedFace:
     source: Path
 
 
-def _find_faces(
-    path: Path, upsample: int, predictor: str | os.PathLike[str] | None
+def find_faces(
+    path: str | os.PathLike[str], upsample: int = 1, predictor: str | os.PathLike[str] | None = None
 ) -> tuple[np.ndarray, list[Face]]:
+    """The photo (``load_photo``) and its faces (``detect_faces``); ``BabyganError`` naming the
+    file when it holds none."""
+    path = Path(path)
     image = load_photo(path)
     faces = detect_faces(detection_pixels(path, image), upsample, predictor=predictor)
     if not faces:
@@ -388,6 +391,7 @@ def align_photo(
     predictor: str | os.PathLike[str] | None = None,
     transform_size: int | None = None,
     crop_scale: float = 1.0,
+    found: list[Face] | None = None,
 ) -> AlignedFace:
     """Load, detect and align one face of a photo.
 
@@ -395,9 +399,14 @@ def align_photo(
     logs a warning when there are several. Raises ``BabyganError`` naming the file
     when there is no face, or no face number ``face``. ``crop_scale``: 1.0 is the FFHQ
     crop; a model trained on another crop records its scale (``babygan.utkface``).
+    ``found``: the photo's faces as ``find_faces`` gives them, searched already (by
+    ``babygan.align_ahead``); None searches here.
     """
     path = Path(path)
-    image, faces = _find_faces(path, upsample, predictor)
+    if found:
+        image, faces = load_photo(path), found
+    else:
+        image, faces = find_faces(path, upsample, predictor)
     if face is None:
         index = max(range(len(faces)), key=lambda i: faces[i].area) + 1
         if len(faces) > 1:
@@ -429,7 +438,7 @@ def align_photo_all(
     """Every face of a photo, aligned, left to right (``crop_scale`` as in ``align_photo``).
     Raises ``BabyganError`` if none."""
     path = Path(path)
-    image, faces = _find_faces(path, upsample, predictor)
+    image, faces = find_faces(path, upsample, predictor)
     return [
         AlignedFace(
             image=align_image(image, f.landmarks, output_size, transform_size, crop_scale=crop_scale),

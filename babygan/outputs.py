@@ -24,8 +24,8 @@ from babygan.atomic import atomic_path, write_bytes_atomic
 from babygan.models import sha256_file
 
 if TYPE_CHECKING:
+    from babygan.parents import Parent
     from babygan.pipeline import EditOptions, PredictResult, SweepResult
-    from babygan.session import Parent
 
 #: sheets are for looking at: their tiles are capped at this many pixels
 SHEET_TILE_MAX = 512

@@ -14,6 +14,7 @@ are written by babygan/outputs.py.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,10 +25,12 @@ import numpy as np
 
 from babygan import edit_ranges, latent
 from babygan.aging import AgingSettings
+from babygan.backend import graph_store
 from babygan.errors import BabyganError
 from babygan.latent import Age
+from babygan.parents import Parent
 from babygan.render import resize
-from babygan.session import Parent, Session
+from babygan.session import Session
 
 __all__ = [
     "Age",
@@ -177,17 +180,28 @@ def _parents(
 ) -> list[Parent]:
     """``session.parents(photos)``; when the run will age faces in years, the ager's one-off
     costs (``AgeEditor.warm``: tracing, the first run's graph optimisation) are paid in a second
-    thread meanwhile. dlib's face search and TensorFlow's runs (the encoding) release the GIL
-    for most of their time, so on a 2-core CPU the warm-up costs the photos little; the same
-    graph runs afterwards, so nothing the run makes changes."""
+    thread meanwhile. TensorFlow's runs (the encoding) release the GIL for most of their time,
+    so on a 2-core CPU the warm-up costs the photos little, if its tracing waits for them to
+    begin; the same graph runs afterwards, so nothing the run makes changes."""
     n = sum(a.in_years for a in ages)
     ager = session.ager if n and options.aging.steps else None
     if ager is None:
         return session.parents(photos)
     _ = session.generator.prepared  # built once, here: the encoding and the warm-up beside it share it
+    stepping = threading.Event()  # the encoder's first step has run: TensorFlow's work from then on
+
+    def warm() -> None:
+        # a step that must be traced waits for it (graph_store.tracing_after): beside the
+        # encoder's own tracing it would only take turns with it for the GIL
+        with graph_store.tracing_after(stepping):
+            ager.warm(n)
+
     with ThreadPoolExecutor(1, thread_name_prefix="babygan-warm") as pool:
-        warming = pool.submit(ager.warm, n)
-        parents = session.parents(photos)
+        warming = pool.submit(warm)
+        try:
+            parents = session.parents(photos, stepping=stepping)
+        finally:
+            stepping.set()  # nothing encoded (all cached), or it failed: the warm-up goes on
         warming.result()
     return parents
 

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from babygan import align, attributes, builtin, models
+from babygan import attributes, builtin, models
 from babygan import resemblance as rs
 from babygan.aging import AgeEditor
 from babygan.align import Crop
+from babygan.align_ahead import FaceSearchAhead
 from babygan.anime.model import load_anime_model
 from babygan.anime.stylize import AnimeStylizer
 from babygan.backend import graph_store
@@ -35,51 +36,17 @@ from babygan.directions import LatentDirections, missing_directions_error, own_d
 from babygan.edit_ranges import BUILTIN_RANGES, DEFAULT_RANGES, EditRanges
 from babygan.encoder import Encoder
 from babygan.encoder.identity_term import IdentityTerm
-from babygan.encoder.mask import aligned_landmarks, composite, masks_for
+from babygan.encoder.mask import composite, masks_for
 from babygan.encoder.settings import EncoderSettings, settings_for_model
 from babygan.errors import BabyganError, ModelFileError
 from babygan.latent import Age
 from babygan.model_choice import choose_model, is_builtin
-from babygan.photo import load_photo
+from babygan.parents import AlignedPhoto, Parent, PhotoKey, align_parent
 from babygan.render import resize
 from babygan.stylegan import Generator, load_generator, to_uint8
 from babygan.utkface import CROP_SCALE
 
 log = logging.getLogger("babygan")
-
-#: a photo as the session knows it: its resolved path and the face asked for (None: the largest)
-PhotoKey = tuple[Path, int | None]
-
-
-@dataclass(frozen=True)
-class Parent:
-    """One parent photo, aligned and encoded."""
-
-    path: Path
-    sha256: str
-    face: int  # which face of the photo, 1-based from the left (the largest unless one was asked for)
-    faces_found: int
-    aligned: np.ndarray  # uint8 (S, S, 3), S = the generator's resolution
-    dlatents: np.ndarray  # (L, w_dim) float32
-    #: float32 (S, S) in [0, 1]: the face mask the encoder's loss used (None without --face-mask)
-    mask: np.ndarray | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "sha256": self.sha256,
-            "face": self.face,
-            "faces_found": self.faces_found,
-        }
-
-
-@dataclass(frozen=True)
-class _Aligned:
-    image: np.ndarray  # uint8 (S, S, 3)
-    sha256: str  # of the photo file
-    face: int
-    faces_found: int
-    landmarks: np.ndarray | None = None  # (68, 2) in the aligned image; None: not known (--aligned)
 
 
 def _registry_name(name: str) -> str | None:
@@ -108,6 +75,8 @@ class Session:
     store_graphs: keep the traced TensorFlow graphs of the generator, the encoder, the ager and
     dlib's network under ``$BABYGAN_HOME/graphs``, for later processes (babygan/backend/graph_store.py);
     None: unless $BABYGAN_STORE_GRAPHS is 0.
+    faces_ahead: the photos' faces searched already, in another process (babygan/align_ahead.py:
+    the CLI starts one before TensorFlow loads); None: searched when each photo is aligned.
     """
 
     def __init__(
@@ -123,6 +92,7 @@ class Session:
         precision: str = "fp32",
         anime_model: str | Path | None = None,
         store_graphs: bool | None = None,
+        faces_ahead: FaceSearchAhead | None = None,
     ) -> None:
         self.model = choose_model(model)
         self.directions_dir = Path(directions_dir) if directions_dir is not None else None
@@ -141,7 +111,7 @@ class Session:
         self._encoder: Encoder | None = None  # built at the first encode
         self._directions: LatentDirections | None = None  # made with the generator
         # The two memos of parents(): each photo's alignment (or why it failed), and its encoding.
-        self._aligned: dict[PhotoKey, _Aligned | str] = {}
+        self._aligned: dict[PhotoKey, AlignedPhoto | str] = {}
         self._parents: dict[PhotoKey, Parent] = {}
         self._describer: rs.FaceDescriber | None = None
         self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
@@ -152,6 +122,8 @@ class Session:
         self._anime: AnimeStylizer | None = None
         keep = graph_store.enabled() if store_graphs is None else store_graphs
         self.graphs = graph_store.GraphStore(models.babygan_home() / "graphs") if keep else None
+        #: the photos' faces, searched by a second process while the backend started (the CLI's)
+        self.faces_ahead = faces_ahead
 
     # -- generator and directions ----------------------------------------------
 
@@ -316,12 +288,16 @@ class Session:
 
     # -- parents ---------------------------------------------------------------
 
-    def parents(self, photos: Sequence[tuple[str | Path, int | None]]) -> list[Parent]:
+    def parents(
+        self, photos: Sequence[tuple[str | Path, int | None]], *, stepping: threading.Event | None = None
+    ) -> list[Parent]:
         """Align and encode the photos not seen before (new ones encoded together); remembered.
 
         photos: ``(path, face index or None)`` pairs. Every photo is aligned first, and if
         one fails its error is raised before any (slow) encode; the aligned ones are kept
         for later. A failure is remembered as its message, so a bad photo costs nothing twice.
+        stepping: set once the encoder's first step has run (``Encoder.encode``); never set when
+        nothing is encoded.
         """
         keys: list[PhotoKey] = [(Path(p).expanduser().resolve(), face) for p, face in photos]
         for key in dict.fromkeys(keys):
@@ -330,7 +306,7 @@ class Session:
                     self._aligned[key] = self._align(*key)
                 except BabyganError as exc:
                     self._aligned[key] = str(exc)
-        ready: dict[PhotoKey, _Aligned] = {}
+        ready: dict[PhotoKey, AlignedPhoto] = {}
         for key in keys:
             found = self._aligned[key]
             if isinstance(found, str):
@@ -340,28 +316,18 @@ class Session:
         if new:
             images = np.stack([ready[k].image for k in new])
             masks = self._masks(images, [ready[k].landmarks for k in new])
-            w = self._encode(images, masks)
+            w = self._encode(images, masks, stepping)
             for j, (key, wi) in enumerate(zip(new, w, strict=True)):
                 a = ready[key]
                 mask = None if masks is None else masks[j]
                 self._parents[key] = Parent(key[0], a.sha256, a.face, a.faces_found, a.image, wi, mask)
         return [self._parents[key] for key in keys]
 
-    def _align(self, path: Path, face: int | None) -> _Aligned:
-        """The photo at the generator's resolution: FFHQ-aligned, or resized when ``aligned``."""
-        if not path.is_file():
-            raise BabyganError(f"{path}: no such file")
-        res = int(self.generator.resolution)
-        if self.aligned:
-            if face is not None:
-                raise BabyganError(f"{path}: an aligned photo holds one face; no face {face} to choose")
-            return _Aligned(_load_aligned(path, res), models.sha256_file(path), 1, 1)
-        log.info("aligning %s", path.name)
-        scale = self.crop.scale
-        found = align.align_photo(path, output_size=res, face=face, crop_scale=scale)
-        image = np.asarray(found.image, np.uint8)
-        landmarks = aligned_landmarks(found.face.landmarks, res, scale)  # align_photo's crop
-        return _Aligned(image, models.sha256_file(path), int(found.index), int(found.num_faces), landmarks)
+    def _align(self, path: Path, face: int | None) -> AlignedPhoto:
+        return align_parent(
+            path, face, resolution=int(self.generator.resolution), crop=self.crop,
+            aligned=self.aligned, faces_ahead=self.faces_ahead,
+        )  # fmt: skip
 
     def _masks(self, images: np.ndarray, landmarks: list[np.ndarray | None]) -> np.ndarray | None:
         """float32 (N, S, S) face masks with --face-mask (landmarks found when aligning the
@@ -370,7 +336,9 @@ class Session:
             return None
         return masks_for(images, self.encoder.mask_scale, landmarks)
 
-    def _encode(self, images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+    def _encode(
+        self, images: np.ndarray, masks: np.ndarray | None = None, stepping: threading.Event | None = None
+    ) -> np.ndarray:
         """uint8 (N, S, S, 3) aligned images -> (N, L, w_dim) float32: the one call into the encoder."""
         if self._encoder is None:
             settings = self.encoder
@@ -384,8 +352,10 @@ class Session:
             # row's child is the same whichever rows its process ran before, here or on Ray)
             n = len(images)
             one = [(images[i : i + 1], None if masks is None else masks[i : i + 1]) for i in range(n)]
-            return np.concatenate([self._encode(im, mk) for im, mk in one])
-        w = self._encoder.encode_cached(images, masks=masks, use_cache=self.use_cache, progress=self.progress)
+            return np.concatenate([self._encode(im, mk, stepping) for im, mk in one])
+        w = self._encoder.encode_cached(
+            images, masks=masks, use_cache=self.use_cache, progress=self.progress, stepping=stepping
+        )
         return np.asarray(w, np.float32)
 
     def reconstructions(self, parents: Sequence[Parent]) -> np.ndarray:
@@ -486,14 +456,3 @@ class Session:
             }
             for a, p in zip(ages, p_female, strict=True)
         ]
-
-
-def _load_aligned(path: Path, size: int) -> np.ndarray:
-    """An already aligned photo as uint8 (size, size, 3); it must be square (resized with Lanczos)."""
-    image = load_photo(path)
-    h, w = image.shape[:2]
-    if h != w:
-        raise BabyganError(
-            f"{path}: an aligned photo must be square, this one is {w}x{h} (drop --aligned to align it)"
-        )
-    return resize(image, size)

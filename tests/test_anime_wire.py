@@ -304,9 +304,9 @@ def test_serve_anime_switch_and_another_style(tiny, tmp_path) -> None:
     encoded: list[int] = []
     real_encode = session._encode
 
-    def counting(images: np.ndarray, masks: Any = None) -> np.ndarray:
+    def counting(images: np.ndarray, masks: Any = None, stepping: Any = None) -> np.ndarray:
         encoded.append(len(images))
-        return real_encode(images, masks)
+        return real_encode(images, masks, stepping)
 
     session._encode = counting  # type: ignore[method-assign]
     service = WebService(session, tmp_path / "work", directions=("age",), anime=True)

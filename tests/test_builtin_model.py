@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import shared_path
 from PIL import Image
 
+from babygan import align
 from babygan.builtin import builtin_model_path
 from babygan.cli import main
 
@@ -44,10 +45,16 @@ def test_the_model_ships_with_its_encoder_map_and_directions(G):
         assert d.shape == (G.num_layers, G.w_dim) and np.isfinite(d).all()
 
 
-def test_predict_offline_with_no_model_named_writes_a_face(tmp_path):
+def test_predict_offline_with_no_model_named_writes_a_face(tmp_path, monkeypatch):
     dad = shared_path("faces", "family_father.jpg")
     mum = shared_path("faces", "family_mother.jpg")
     out = tmp_path / "out"
+
+    def searched_here(*args, **kwargs):
+        raise AssertionError("the photos' faces were searched in this process, not ahead")
+
+    # the command finds the faces in a second process while TensorFlow loads (babygan/align_ahead.py)
+    monkeypatch.setattr(align, "find_faces", searched_here)
     res = CliRunner().invoke(main, ["predict", str(dad), str(mum), "-o", str(out), "--offline", *FAST])
     assert res.exit_code == 0, res.output + repr(res.exception)
     record = json.loads((out / "child.json").read_text())

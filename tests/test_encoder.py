@@ -424,3 +424,29 @@ def test_the_encoder_owns_its_state_and_frees_it(targets):
     del G2, encoder, step
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_stepping_is_set_once_the_first_step_has_run(G, targets, optimizer):
+    """What a warm-up thread waits for before its own tracing (pipeline._parents)."""
+    import threading
+
+    images, _ = targets
+    settings = EncoderSettings(iterations=3, perceptual="pixel", init="dlatent_avg", optimizer=optimizer)
+    encoder = Encoder(G, settings)
+    seen: list[int] = []
+
+    class Stepping(threading.Event):
+        def set(self) -> None:
+            seen.append(len(calls))
+            super().set()
+
+    calls: list[int] = []
+    real = encoder._step if optimizer == "adam" else None
+    if real is not None:
+        encoder.__dict__["_step"] = lambda *a: calls.append(1) or real(*a)
+    stepping = Stepping()
+    encoder.encode(images, progress=False, stepping=stepping)
+    assert stepping.is_set()
+    if optimizer == "adam":
+        assert seen[0] == 1  # right after the first step, not at the end

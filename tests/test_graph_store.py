@@ -200,3 +200,56 @@ def test_the_backend_keeps_xla_kernels_under_the_home(tmp_path):
     env["TF_XLA_FLAGS"] = mine
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == mine
+
+
+class _Watched:
+    """A threading.Event that says whether anyone waited on it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.inner, self.waiting = threading.Event(), threading.Event()
+
+    def is_set(self) -> bool:
+        return self.inner.is_set()
+
+    def set(self) -> None:
+        self.inner.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return self.inner.wait(timeout)
+
+
+def test_tracing_after_holds_a_trace_until_the_event_but_not_a_stored_graph(tmp_path, toy):
+    import threading
+
+    from babygan.backend.graph_store import tracing_after
+
+    fn, captures, _ = toy
+    traced = []
+
+    def counted(x, scale):
+        traced.append(threading.current_thread().name)
+        return fn(x, scale)
+
+    x = np.ones((1, 2), np.float32)
+    store = GraphStore(tmp_path / "graphs")
+    event = _Watched()
+
+    def warm():
+        with tracing_after(event):  # type: ignore[arg-type]
+            backend.jit(counted, store=store, owner="toy", captures=captures)(x, 1.0)
+
+    thread = threading.Thread(target=warm, name="warm")
+    thread.start()
+    assert event.waiting.wait(60) and traced == []  # a graph to trace: it waits for the event
+    event.set()
+    thread.join(60)
+    assert traced == ["warm"] and store.saved == 1
+
+    # stored already: a later process's warm-up registers it at once, event or not
+    later, unset = GraphStore(tmp_path / "graphs"), _Watched()
+    with tracing_after(unset):  # type: ignore[arg-type]
+        backend.jit(counted, store=later, owner="toy", captures=captures)(x, 1.0)
+    assert later.loaded == 1 and traced == ["warm"] and not unset.waiting.is_set()

@@ -333,9 +333,9 @@ def test_a_slider_move_encodes_nothing(tiny: dict[str, Path], tmp_path: Path) ->
     encoded: list[int] = []
     real_encode = session._encode
 
-    def counting(images: np.ndarray, masks: Any = None) -> np.ndarray:
+    def counting(images: np.ndarray, masks: Any = None, stepping: Any = None) -> np.ndarray:
         encoded.append(len(images))
-        return real_encode(images, masks)
+        return real_encode(images, masks, stepping)
 
     session._encode = counting  # type: ignore[method-assign]
     service = WebService(session, tmp_path / "work", directions=("age", "gender"))

@@ -26,7 +26,8 @@ from babygan.atomic import atomic_path
 from babygan.errors import BabyganError
 
 if TYPE_CHECKING:
-    from babygan.session import Parent, Session
+    from babygan.parents import Parent
+    from babygan.session import Session
 
 #: sheets' tiles are capped at this many pixels, at most this many to a row (as predict's)
 SHEET_TILE_MAX = 512

@@ -27,7 +27,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,24 @@ REFUSED_OPS = frozenset(
 
 #: set to 0 to trace every graph in every process and keep nothing (the store's way out)
 ENV_VAR = "BABYGAN_STORE_GRAPHS"
+
+
+_turns = threading.local()  # .after: (event, timeout) of tracing_after, in this thread
+
+
+@contextlib.contextmanager
+def tracing_after(event: threading.Event, timeout: float = 120.0) -> Iterator[None]:
+    """In this thread, a graph the store does not hold yet is traced only once ``event`` is set
+    (or ``timeout`` seconds have passed); one it holds is registered at once. Tracing is Python
+    holding the GIL: a warm-up thread tracing beside the main thread's own Python (the encoder's
+    tracing) only takes turns with it, while beside TensorFlow running a graph, which releases
+    the GIL, it costs the main thread little."""
+    previous = getattr(_turns, "after", None)
+    _turns.after = (event, timeout)
+    try:
+        yield
+    finally:
+        _turns.after = previous
 
 
 def enabled() -> bool:
@@ -278,6 +296,8 @@ class StoredFunction:
             return self._traced(*args)
         if isinstance(loaded, _Loaded) and loaded.ran:
             return loaded(tensors)
+        if loaded is _UNSEEN:
+            self._await_turn(text)  # outside the lock: the thread it waits for may call this too
         # a first call: one thread looks the graph up and runs it first (a warm-up thread and
         # the main one may meet here), the other waits for it
         with self._first_calls:
@@ -306,6 +326,14 @@ class StoredFunction:
             return self._traced(*args)
         loaded.ran = True
         return out
+
+    def _await_turn(self, text: str) -> None:
+        """Wait for this thread's ``tracing_after`` event when the call's graph must be traced."""
+        after = getattr(_turns, "after", None)
+        if after is None or after[0].is_set() or self._store.path(self._key(text)).is_file():
+            return
+        event, timeout = after
+        event.wait(timeout)
 
     def _key(self, call: str) -> str:
         text = f"{self._store.environment()}\n{self._owner}\n{call}"

@@ -14,12 +14,13 @@ from pathlib import Path
 import click
 
 from babygan import __version__, backend
+from babygan.align_ahead import FaceSearchAhead
 from babygan.cli import age_sweep, batch, encode, generate, predict, serve, train_estimator
 from babygan.cli import align as align_cmd
 from babygan.cli import anime as anime_cmd
 from babygan.cli import models as models_cmd
 from babygan.cli.learn_directions import learn_directions
-from babygan.cli.options import SHIFT_OPTIONS
+from babygan.cli.options import FACES_AHEAD, SHIFT_OPTIONS
 from babygan.edit_ranges import EditRangeError
 from babygan.errors import BabyganError
 from babygan.models import use_models_dir
@@ -37,6 +38,11 @@ _NETWORK_COMMANDS = {
     "serve",
     "anime",
 }
+
+
+# Commands whose photos' faces are searched in a second process while the backend starts
+# (babygan/align_ahead.py): their photo arguments.
+_SEARCH_AHEAD = {"predict": ("father", "mother"), "age-sweep": ("father", "mother")}
 
 
 class _Group(click.Group):
@@ -111,12 +117,19 @@ def _log_to_stderr() -> None:
 
 def _backend_first(command: click.Command) -> None:
     """Start the backend (babygan.backend.ensure_started) before the command's own body and
-    its options' building (after its arguments parse, so a typo or --help answers at once)."""
+    its options' building (after its arguments parse, so a typo or --help answers at once);
+    the photos' face search first, beside it, where the command has photos."""
     body = command.callback
     assert body is not None
+    photos = _SEARCH_AHEAD.get(command.name or "", ())
 
     @functools.wraps(body)
     def run(*args, **kwargs):
+        if photos:
+            ctx = click.get_current_context()
+            search = FaceSearchAhead([kwargs[name] for name in photos])
+            ctx.meta[FACES_AHEAD] = search  # SessionOptions.open hands it to the Session
+            ctx.call_on_close(search.close)
         backend.ensure_started()
         return body(*args, **kwargs)
 

@@ -328,6 +328,10 @@ def _build_child_options(kw: dict[str, Any], *, age: bool, siblings: bool) -> Ed
 # --------------------------------------------------------------------------- session and encoder
 
 
+#: ``click.Context.meta`` key of the command's FaceSearchAhead (babygan/align_ahead.py)
+FACES_AHEAD = "babygan.faces_ahead"
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """What a Session is made of, as the command line gave it."""
@@ -345,7 +349,10 @@ class SessionOptions:
     anime_model: Path | None = None
 
     def open(self, *, aligned: bool = False) -> Session:
-        """The Session, once every file the run needs is here (fetched, or all named in one error)."""
+        """The Session, once every file the run needs is here (fetched, or all named in one error);
+        with the photos' faces searched ahead where the command started that (cli/__init__.py)."""
+        ctx = click.get_current_context(silent=True)
+        ahead = None if ctx is None or aligned else ctx.meta.get(FACES_AHEAD)
 
         session = Session(
             self.model,
@@ -357,6 +364,7 @@ class SessionOptions:
             aligned=aligned,
             precision=self.precision,
             anime_model=self.anime_model,
+            faces_ahead=ahead,
         )
         session.preflight(self.directions)
         return session

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from babygan.backend.graph_store import GraphStore
 from babygan.encoder import cache
 from babygan.encoder.images import check_images, image_seed, resize_uint8, sharpen
+from babygan.encoder.lbfgs import minimize_one
 from babygan.encoder.mask import mask_digest, resize_masks
 from babygan.encoder.result import EncodeResult
 from babygan.encoder.settings import EncoderSettings
@@ -207,6 +209,7 @@ class Encoder:
         masks: Any | None = None,
         progress: bool = True,
         initial_dlatents: np.ndarray | None = None,
+        stepping: threading.Event | None = None,
     ) -> EncodeResult:
         """Optimise dlatents so that G renders each aligned image; returns the best-loss dlatents.
 
@@ -215,7 +218,9 @@ class Encoder:
         found with dlib) and ignored without it. ``initial_dlatents`` (N, L, w_dim), when
         given, replaces the configured start. Adam runs ``settings.iterations`` steps per
         batch of ``settings.batch_size`` (fewer with early stopping); L-BFGS optimises each
-        image on its own. A tqdm bar (stderr) shows iteration, loss and rate.
+        image on its own. A tqdm bar (stderr) shows iteration, loss and rate. ``stepping``, when
+        given, is set once the first step has run (its graph traced and optimised): from then on
+        the encoding is TensorFlow's work, not Python's (another thread's tracing may go on).
         """
         G, settings = self.G, self.settings
         images = check_images(images)
@@ -255,7 +260,7 @@ class Encoder:
             bar = tqdm(total=settings.iterations * runs, desc="encode", unit="it", leave=False)
         try:
             run = self._run_lbfgs if settings.optimizer == "lbfgs" else self._run_adam
-            best, history, steps = run(seed_images, start, targets, loss_masks, bar, ident)
+            best, history, steps = run(seed_images, start, targets, loss_masks, bar, ident, stepping)
         finally:
             if bar is not None:
                 bar.close()
@@ -277,11 +282,13 @@ class Encoder:
         loss_masks: np.ndarray,
         bar: Any,
         ident: dict[str, np.ndarray] | None = None,
+        stepping: threading.Event | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Adam with staircase decay and stochastic clipping, batch by batch.
 
         start (N, L', w_dim) (L' = 1 with tiled dlatents); targets float32 (N, size, size, 3),
-        masked; loss_masks (N, size, size, 1); ident: IdentityTerm.targets' arrays. Returns the
+        masked; loss_masks (N, size, size, 1); ident: IdentityTerm.targets' arrays; stepping: set
+        after the first step (``encode``). Returns the
         best dlatents (N, L', w_dim), the history (iterations, N) and the steps each image ran (N,)."""
         from keras import ops
 
@@ -316,6 +323,8 @@ class Encoder:
                     target, target_feat, mask, draws,
                 )  # fmt: skip
                 loss = ops.convert_to_numpy(loss)
+                if stepping is not None:
+                    stepping.set()
                 if not np.all(np.isfinite(loss[active])):
                     raise BabyganError(f"encoder: the loss became {loss.tolist()} at iteration {t}")
                 history[i, lo:hi][active] = loss[active]
@@ -357,6 +366,7 @@ class Encoder:
         loss_masks: np.ndarray,
         bar: Any,
         ident: dict[str, np.ndarray] | None = None,
+        stepping: threading.Event | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """scipy's L-BFGS-B on each image's dlatents, every value bounded to [-clip, clip].
 
@@ -373,55 +383,15 @@ class Encoder:
             target = ops.convert_to_tensor(targets[j : j + 1])
             mask = ops.convert_to_tensor(loss_masks[j : j + 1])
             feat = self._features(target, ident, j, j + 1)
-            x, losses, steps[j] = self._lbfgs_one(j, start[j], target, feat, mask, bar)
+            x, losses, steps[j] = minimize_one(
+                self._value_and_grad, self.G.tensors, start[j], target, feat, mask,
+                iterations=iters, clip=float(self.settings.clip), bar=bar, image=j + 1,
+            )  # fmt: skip
+            if stepping is not None:
+                stepping.set()
             best[j] = x
             history[: len(losses), j] = losses[: iters + 1]
         return best, history, steps
-
-    def _lbfgs_one(
-        self, j: int, start: np.ndarray, target: Any, target_feat: Any, mask: Any, bar: Any
-    ) -> tuple[np.ndarray, list[float], int]:
-        """One image's L-BFGS-B from ``start`` (L', w_dim): (the lowest-loss point evaluated,
-        the losses of the start and of each iteration, the iterations run)."""
-        from keras import ops
-        from scipy.optimize import Bounds, minimize
-
-        vg, params, iters = self._value_and_grad, self.G.tensors, self.settings.iterations
-        clip = float(self.settings.clip)
-        shape = (1, *start.shape)
-        lowest: list[tuple[float, np.ndarray]] = []  # [(loss, x)] of the best point evaluated
-        losses: list[float] = []
-
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            w = ops.convert_to_tensor(x.reshape(shape).astype(np.float32))
-            (total, _), grad = vg(w, params, target, target_feat, mask)
-            f = float(ops.convert_to_numpy(total))
-            if not math.isfinite(f):
-                raise BabyganError(f"encoder: the loss became {f} in L-BFGS (image {j + 1})")
-            if not losses:
-                losses.append(f)  # the start's
-            if not lowest or f < lowest[0][0]:
-                lowest[:] = [(f, x.copy())]
-            return f, np.asarray(ops.convert_to_numpy(grad), np.float64).ravel()
-
-        def callback(intermediate_result: Any) -> None:
-            losses.append(float(intermediate_result.fun))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(image=f"{j + 1}", loss=f"{losses[-1]:.2f}")
-
-        res = minimize(
-            fun,
-            start.ravel().astype(np.float64),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=Bounds(-clip, clip),
-            callback=callback,
-            options={"maxiter": iters, "maxfun": 2 * iters + 10},
-        )
-        if bar is not None and res.nit < iters:
-            bar.update(iters - int(res.nit))
-        return lowest[0][1].reshape(start.shape).astype(np.float32), losses, int(res.nit)
 
     def _features(
         self, target: Any, ident: dict[str, np.ndarray] | None = None, lo: int = 0, hi: int = 0
@@ -448,6 +418,7 @@ class Encoder:
         use_cache: bool = True,
         progress: bool = True,
         on_result: Callable[[EncodeResult], None] | None = None,
+        stepping: threading.Event | None = None,
     ) -> np.ndarray:
         """Dlatents (N, L, w_dim) float32 for uint8 (N, S, S, 3) aligned images, cached per image.
 
@@ -455,6 +426,7 @@ class Encoder:
         :meth:`encode` together. ``masks`` as in :meth:`encode` (with ``face_mask`` each
         image's mask is part of its key). ``on_result``, when given, is called with the
         :class:`EncodeResult` of the images that were encoded (not when all were cached).
+        ``stepping`` as in :meth:`encode`.
         """
         G = self.G
         images = check_images(images)
@@ -470,9 +442,8 @@ class Encoder:
                 # dlatent_avg, so results are looked up and filed under that key
                 todo = self._fill_from_cache(out, images, found, todo)
         if todo:
-            result = self.encode(
-                images[todo], masks=None if found is None else found[todo], progress=progress
-            )
+            chosen = None if found is None else found[todo]
+            result = self.encode(images[todo], masks=chosen, progress=progress, stepping=stepping)
             out[todo] = result.dlatents
             if use_cache:
                 for j, i in enumerate(todo):
