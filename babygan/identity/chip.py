@@ -128,7 +128,8 @@ def crop_chips(images: Any, indices: Any, weights: Any, size: int = CHIP_SIZE) -
     flat = ops.reshape(images, (n, h * w, ch))
     out = None
     for k in range(4):
-        idx = ops.repeat(ops.expand_dims(indices[:, :, k], -1), ch, axis=-1)  # (N, P, C)
+        # one broadcast op, where ops.repeat builds some 30 in a TensorFlow graph
+        idx = ops.broadcast_to(ops.expand_dims(indices[:, :, k], -1), (n, size * size, ch))  # (N, P, C)
         term = ops.take_along_axis(flat, idx, axis=1) * ops.expand_dims(weights[:, :, k], -1)
         out = term if out is None else out + term
     return ops.reshape(out, (n, size, size, ch))

@@ -200,14 +200,14 @@ def _epilogue(
     out_dtype: str,
 ) -> Tensor:
     """Layer ``layer``'s epilogue on its convolution's output y: gathers its noise, bias and
-    style (from w float (N, L, w_dim)) and runs :func:`_epilogue_forward`, fused from
+    style (from w float (N, w_dim), the layer's own) and runs :func:`_epilogue_forward`, fused from
     ``FUSE_MIN_PIXELS`` up."""
     p = f"layer{layer}"
     noise = strength = None
     if config.use_noise:
         noise = prep[f"{p}.noise"] if noises is None else noises[layer]
         strength = prep[f"{p}.noise_strength"]
-    style = ops.matmul(w[:, layer], prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
+    style = ops.matmul(w, prep[f"{p}.style.weight"]) + prep[f"{p}.style.bias"]
     style = ops.expand_dims(ops.expand_dims(style, 1), 1)  # (N, 1, 1, 2ch): scale (as 1 + s), bias
     args = (y, noise, strength, prep[f"{p}.bias"], style)
     if int(y.shape[1]) * int(y.shape[2]) < FUSE_MIN_PIXELS:
@@ -293,10 +293,13 @@ def synthesis_prepared(
     acc = "float64" if dt == "float64" else "float32"
     w = ops.cast(w, acc)
     n = ops.shape(w)[0]
+    # each layer's w (N, w_dim): one unstack, whose gradient is one stack, where a slice per
+    # layer traced a slice and a slice's gradient each (a tenth of a step's graph)
+    per_layer = ops.unstack(w, num=config.num_layers, axis=1)
     const = prep["const"]
     x = ops.broadcast_to(const, (n, *tuple(const.shape)[1:]))
     last = config.num_layers - 1
-    x = _epilogue(prep, config, 0, x, w, noises, acc, acc if last == 0 else dt)
+    x = _epilogue(prep, config, 0, x, per_layer[0], noises, acc, acc if last == 0 else dt)
     for layer in range(1, config.num_layers):
         p = f"layer{layer}"
         kernel = prep[f"{p}.kernel"]
@@ -307,7 +310,7 @@ def synthesis_prepared(
             if config.blur_filter is not None:
                 x = backend.blur(x, _blur_taps(config))
         # the epilogue casts its output for the next convolution (ToRGB takes acc)
-        x = _epilogue(prep, config, layer, x, w, noises, acc, acc if layer == last else dt)
+        x = _epilogue(prep, config, layer, x, per_layer[layer], noises, acc, acc if layer == last else dt)
         if layer == last - 2:
             half = x  # the previous top resolution's features, for the fade-in below
     rgb = backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
