@@ -288,8 +288,8 @@ class Encoder:
 
         start (N, L', w_dim) (L' = 1 with tiled dlatents); targets float32 (N, size, size, 3),
         masked; loss_masks (N, size, size, 1); ident: IdentityTerm.targets' arrays; stepping: set
-        after the first step (``encode``). Returns the
-        best dlatents (N, L', w_dim), the history (iterations, N) and the steps each image ran (N,)."""
+        after the first step (``encode``). Returns the best dlatents (N, L', w_dim), the history
+        (iterations, N) and the steps each image ran (N,)."""
         from keras import ops
 
         settings = self.settings
