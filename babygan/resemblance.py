@@ -9,7 +9,7 @@ when a :class:`FaceDescriber` is made, never at module import.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,13 @@ class Descriptor:
 
     vector: np.ndarray | None
     reason: str | None = None
+
+
+class Describer(Protocol):
+    """What describes faces: a :class:`FaceDescriber`, or a command's dlib process that runs one
+    (``babygan.align_ahead.FaceSearchAhead``)."""
+
+    def describe(self, image: np.ndarray, what: str = "image") -> Descriptor: ...
 
 
 class FaceDescriber:
@@ -67,7 +74,7 @@ def distance(a: Descriptor, b: Descriptor) -> float | None:
 
 
 def resemblance(
-    describer: FaceDescriber,
+    describer: Describer,
     child: np.ndarray,
     father: np.ndarray | Descriptor,
     mother: np.ndarray | Descriptor,

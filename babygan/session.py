@@ -113,7 +113,7 @@ class Session:
         # The two memos of parents(): each photo's alignment (or why it failed), and its encoding.
         self._aligned: dict[PhotoKey, AlignedPhoto | str] = {}
         self._parents: dict[PhotoKey, Parent] = {}
-        self._describer: rs.FaceDescriber | None = None
+        self._describer: rs.Describer | None = None
         self._descriptors: dict[PhotoKey, rs.Descriptor] = {}
         self._attributes: attributes.AttributeModel | str | None = None  # str: why it is not available
         self._ager: AgeEditor | None = None
@@ -317,6 +317,9 @@ class Session:
             images = np.stack([ready[k].image for k in new])
             masks = self._masks(images, [ready[k].landmarks for k in new])
             w = self._encode(images, masks, stepping)
+            if self.faces_ahead is not None:  # resemblance's descriptors, while the child is ready
+                for key in new:
+                    self.faces_ahead.describe_ahead(ready[key].image)
             for j, (key, wi) in enumerate(zip(new, w, strict=True)):
                 a = ready[key]
                 mask = None if masks is None else masks[j]
@@ -377,7 +380,7 @@ class Session:
     def resemblance(self, child: np.ndarray, father: Parent, mother: Parent) -> dict[str, Any]:
         """Face-descriptor distances from ``child`` (uint8 (H, W, 3)) to each parent's aligned photo."""
         if self._describer is None:
-            self._describer = rs.FaceDescriber()
+            self._describer = rs.FaceDescriber() if self.faces_ahead is None else self.faces_ahead
         descs = []
         for who, parent in (("father", father), ("mother", mother)):
             key = (parent.path, parent.face)
@@ -432,7 +435,9 @@ class Session:
         (``babygan.encoder.identity_term.IdentityTerm``), loaded once per precision: both use
         the same one, so its file is read and its describe function traced once."""
         if precision not in self._identity_terms:
-            self._identity_terms[precision] = IdentityTerm(precision, graphs=self.graphs)
+            ahead = self.faces_ahead  # its dlib process finds the landmarks, its models loaded
+            find = None if ahead is None else ahead.find_landmarks
+            self._identity_terms[precision] = IdentityTerm(precision, graphs=self.graphs, landmarks=find)
         return self._identity_terms[precision]
 
     def estimate(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:

@@ -111,3 +111,48 @@ def test_the_child_imports_this_babygan_without_putting_site_packages_first(monk
     assert align_ahead._child_env()["PYTHONPATH"] == f"{here}{os.pathsep}/elsewhere"  # a checkout: first
     monkeypatch.setattr(site, "getsitepackages", lambda: [str(here)])
     assert align_ahead._child_env()["PYTHONPATH"] == "/elsewhere"  # installed: as it was
+
+
+def _aligned(name: str, size: int = 128) -> np.ndarray:
+    return np.asarray(align.align_photo(shared_path("faces", name), size, crop_scale=0.7).image, np.uint8)
+
+
+def test_the_child_finds_the_landmarks_and_descriptors_found_here():
+    from babygan.encoder.identity_term import find_landmarks
+    from babygan.resemblance import FaceDescriber
+
+    photo = shared_path("faces", "obama.jpg")
+    search = FaceSearchAhead([photo])
+    try:
+        here = FaceDescriber()
+        mother, father = _aligned("family_mother.jpg"), _aligned("obama.jpg", 64)
+        for image in (mother, father):
+            assert np.array_equal(search.find_landmarks(image), find_landmarks(image))  # every bit
+        assert search.find_landmarks(np.zeros((64, 64, 3), np.uint8)) is None  # no face: None, as here
+        search.describe_ahead(mother)  # sent now, collected below
+        for image in (mother, father):
+            assert np.array_equal(search.describe(image, "mother").vector, here.describe(image).vector)
+        assert search._proc is not None and search._proc.poll() is None  # all answered by the child
+        # no face: the reason names what the caller called the image
+        blank = search.describe(np.zeros((64, 64, 3), np.uint8), "child")
+        assert blank.vector is None and blank.reason == "no face detected in the child (64x64 px)"
+    finally:
+        search.close()
+
+
+def test_after_the_child_has_gone_the_work_is_done_here(tmp_path, monkeypatch, caplog):
+    from babygan.encoder.identity_term import find_landmarks
+    from babygan.resemblance import FaceDescriber
+
+    image = _aligned("family_mother.jpg")
+    search = FaceSearchAhead([shared_path("faces", "obama.jpg")])
+    search.close()
+    assert np.array_equal(search.find_landmarks(image), find_landmarks(image))
+    assert np.array_equal(search.describe(image, "mother").vector, FaceDescriber().describe(image).vector)
+    # one that dies before answering
+    monkeypatch.setattr(sys, "executable", _fake_python(tmp_path, "exit 3"))
+    with caplog.at_level(logging.DEBUG, logger="babygan"):
+        dead = FaceSearchAhead([shared_path("faces", "obama.jpg")])
+        assert np.array_equal(dead.find_landmarks(image), find_landmarks(image))
+    assert "face search ahead: exit 3" in caplog.text
+    dead.close()

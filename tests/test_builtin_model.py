@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import shared_path
 from PIL import Image
 
-from babygan import align
+from babygan import align, resemblance
 from babygan.builtin import builtin_model_path
 from babygan.cli import main
 
@@ -51,10 +51,14 @@ def test_predict_offline_with_no_model_named_writes_a_face(tmp_path, monkeypatch
     out = tmp_path / "out"
 
     def searched_here(*args, **kwargs):
-        raise AssertionError("the photos' faces were searched in this process, not ahead")
+        raise AssertionError("dlib's models were loaded in this process, not in the command's second one")
 
-    # the command finds the faces in a second process while TensorFlow loads (babygan/align_ahead.py)
+    # the command finds the faces in a second process while TensorFlow loads, and that process
+    # does the command's later dlib work too: landmarks, descriptors (babygan/align_ahead.py)
     monkeypatch.setattr(align, "find_faces", searched_here)
+    monkeypatch.setattr(align, "_get_detector", searched_here)
+    monkeypatch.setattr(align, "load_predictor", searched_here)
+    monkeypatch.setattr(resemblance, "FaceDescriber", searched_here)
     res = CliRunner().invoke(main, ["predict", str(dad), str(mum), "-o", str(out), "--offline", *FAST])
     assert res.exit_code == 0, res.output + repr(res.exception)
     record = json.loads((out / "child.json").read_text())

@@ -10,6 +10,7 @@ person within 0.6), times ``identity_weight``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,14 +38,17 @@ def find_landmarks(image: np.ndarray) -> np.ndarray | None:
     return None if lm is None else (lm + 0.5) * side / _DETECT_SIZE - 0.5
 
 
-def chip_transforms(images: np.ndarray, size: int) -> np.ndarray:
+def chip_transforms(
+    images: np.ndarray, size: int, find: Callable[[np.ndarray], np.ndarray | None] = find_landmarks
+) -> np.ndarray:
     """float64 (N, 2, 3) chip -> loss-image affines for uint8 (N, S, S, 3) aligned images,
-    the loss images being ``size`` px (the same frame, rescaled)."""
+    the loss images being ``size`` px (the same frame, rescaled). ``find``: ``find_landmarks``,
+    or what does the same elsewhere."""
     from babygan.identity.chip import chip_transform, typical_transform
 
     out = []
     for i, image in enumerate(images):
-        lm = find_landmarks(image)
+        lm = find(image)
         if lm is None:
             log.warning(
                 "encoder: no face found in aligned image %d; the identity term uses a typical chip", i
@@ -59,10 +63,18 @@ def chip_transforms(images: np.ndarray, size: int) -> np.ndarray:
 class IdentityTerm:
     """dlib's descriptor network (loaded once) and what each target gives the loss."""
 
-    def __init__(self, precision: str = "fp32", graphs: GraphStore | None = None) -> None:
-        """graphs: where the network's describe graph is looked up and kept (``GraphStore``)."""
+    def __init__(
+        self,
+        precision: str = "fp32",
+        graphs: GraphStore | None = None,
+        landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None,
+    ) -> None:
+        """graphs: where the network's describe graph is looked up and kept (``GraphStore``).
+        landmarks: what finds a target's landmarks (None: ``find_landmarks``, here; a command's
+        ``align_ahead.FaceSearchAhead.find_landmarks``: the same, in its dlib process)."""
         from babygan.identity import IdentityNet
 
+        self.find_landmarks = find_landmarks if landmarks is None else landmarks
         self.precision = precision
         self.net = IdentityNet(compute_dtype="bfloat16" if precision == "bf16" else "float32", graphs=graphs)
 
@@ -86,7 +98,7 @@ class IdentityTerm:
         from babygan.identity.chip import crop_chips, sampling_plan
 
         size = targets.shape[1]
-        idx, wts = sampling_plan(chip_transforms(images, size), size, size)
+        idx, wts = sampling_plan(chip_transforms(images, size, self.find_landmarks), size, size)
         chips = ops.convert_to_numpy(crop_chips(targets.astype(np.float32), idx, wts))
         desc = self.net.describe(chips)
         return {"id_idx": idx, "id_wts": wts, "id_desc": desc}
