@@ -121,6 +121,25 @@ def test_describe_checks_its_chips(net):
         net.describe(np.zeros((1, 64, 64, 3), np.uint8))
 
 
+def test_bf16_kernels_cast_once_give_the_same_descriptors(net):
+    """A bf16 net holds its convolutions' kernels in bfloat16 (cast once, not in every step of
+    the encoder and the ager): the descriptors are those of float32 kernels cast in each run."""
+    from keras import ops
+    from keras.backend import standardize_dtype
+
+    from babygan.identity import IdentityNet
+    from babygan.identity.network import descriptor
+
+    bf16 = IdentityNet(compute_dtype="bfloat16")
+    kernels = [k for k, t in bf16.tensors.items() if len(t.shape) == 4]
+    assert kernels and all(standardize_dtype(bf16.tensors[k].dtype) == "bfloat16" for k in kernels)
+    chips = np.random.default_rng(0).uniform(0, 255, (2, 150, 150, 3)).astype(np.float32)
+    cast_each_run = descriptor(net.tensors, chips, net.model.mean_rgb, compute_dtype="bfloat16")
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(bf16.descriptor(chips)), ops.convert_to_numpy(cast_each_run)
+    )
+
+
 # ----------------------------------------------------------------------------- parity with dlib
 
 

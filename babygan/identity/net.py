@@ -53,6 +53,11 @@ class IdentityNet:
         self.compute_dtype = compute_dtype
         self.graphs = graphs
         self.tensors = {k: ops.convert_to_tensor(v) for k, v in self.model.params.items()}
+        if compute_dtype != "float32":  # the convolutions' kernels cast once, not in every run
+            self.tensors = {
+                k: ops.cast(t, compute_dtype) if k.endswith(".weight") and len(t.shape) == 4 else t
+                for k, t in self.tensors.items()
+            }
 
     def descriptor(self, chips: Any) -> Any:
         """float (N, 150, 150, 3) RGB tensors in 0..255 -> float32 (N, 128); traceable and differentiable."""
