@@ -29,6 +29,7 @@ done in this process as before.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -107,6 +108,7 @@ class FaceSearchAhead:
         self._ahead: dict[tuple[bytes, tuple[int, ...]], int] = {}  # describe requests sent early
         self._here_describer: Any = None  # resemblance.FaceDescriber, where the child cannot answer
         self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the child's, until close())
         command = [sys.executable, "-m", "babygan.align_ahead", "--upsample", str(self.upsample)]
         if self.predictor is not None:
@@ -122,7 +124,9 @@ class FaceSearchAhead:
             self._ended = self._said_why = True
             self._stderr.close()
             return
-        threading.Thread(target=self._read, args=(self._proc,), name="babygan-ahead", daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(self._proc,), name="babygan-ahead", daemon=True)
+        self._reader = reader
+        reader.start()
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         """The reader thread: files each line the child prints, until its output ends."""
@@ -143,6 +147,8 @@ class FaceSearchAhead:
                     else:
                         self._replies[key] = answer
                     self._lock.notify_all()
+        except (OSError, ValueError):  # its output closed under it: nothing more comes
+            pass
         finally:
             with self._lock:
                 self._ended = True
@@ -287,9 +293,12 @@ class FaceSearchAhead:
         if proc is not None:
             proc.kill()
             proc.wait()
+            if self._reader is not None:
+                self._reader.join(5)  # it reads to the end of the child's output, then returns
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
-                    pipe.close()
+                    with contextlib.suppress(OSError):  # a request the child never read
+                        pipe.close()
             self._stderr.close()
 
 
