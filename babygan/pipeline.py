@@ -184,17 +184,21 @@ def _parents(
     so on a 2-core CPU the warm-up costs the photos little, if its tracing waits for them to
     begin; the same graph runs afterwards, so nothing the run makes changes."""
     n = sum(a.in_years for a in ages)
-    ager = session.ager if n and options.aging.steps else None
-    if ager is None:
+    if not (n and options.aging.steps):
         return session.parents(photos)
-    _ = session.generator.prepared  # built once, here: the encoding and the warm-up beside it share it
+    # built once, here: the encoding and the warm-up beside it share them
+    _ = session.generator.prepared, session.identity_term(session.precision)
     stepping = threading.Event()  # the encoder's first step has run: TensorFlow's work from then on
 
     def warm() -> None:
-        # a step that must be traced waits for it (graph_store.tracing_after): beside the
-        # encoder's own tracing it would only take turns with it for the GIL
-        with graph_store.tracing_after(stepping):
-            ager.warm(n)
+        # the ager is made here too (its attribute network's Keras file takes 0.3 s to load);
+        # a step that must be traced waits for the encoder's first step
+        # (graph_store.tracing_after): beside the encoder's own tracing it would only take turns
+        # with it for the GIL
+        ager = session.ager
+        if ager is not None:
+            with graph_store.tracing_after(stepping):
+                ager.warm(n)
 
     with ThreadPoolExecutor(1, thread_name_prefix="babygan-warm") as pool:
         warming = pool.submit(warm)

@@ -7,6 +7,7 @@ These run the real model the package ships, not a stand-in: what a user gets fro
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from conftest import shared_path
 from PIL import Image
 
-from babygan import align, resemblance
+from babygan import align, attributes, resemblance
 from babygan.builtin import builtin_model_path
 from babygan.cli import main
 
@@ -59,8 +60,18 @@ def test_predict_offline_with_no_model_named_writes_a_face(tmp_path, monkeypatch
     monkeypatch.setattr(align, "_get_detector", searched_here)
     monkeypatch.setattr(align, "load_predictor", searched_here)
     monkeypatch.setattr(resemblance, "FaceDescriber", searched_here)
+    # the ager's attribute network (0.3 s of Keras loading) loads beside the encoding
+    loaded_in: list[str] = []
+    load = attributes.AttributeModel.load.__func__
+
+    def load_noting_thread(cls, *args, **kwargs):
+        loaded_in.append(threading.current_thread().name)
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(attributes.AttributeModel, "load", classmethod(load_noting_thread))
     res = CliRunner().invoke(main, ["predict", str(dad), str(mum), "-o", str(out), "--offline", *FAST])
     assert res.exit_code == 0, res.output + repr(res.exception)
+    assert len(loaded_in) == 1 and loaded_in[0].startswith("babygan-warm"), loaded_in
     record = json.loads((out / "child.json").read_text())
     assert record["model"]["name"] == "builtin"
     assert record["encoder"]["perceptual"] == "identity"  # no VGG16 download
