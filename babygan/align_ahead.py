@@ -40,9 +40,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from babygan.resemblance import Descriptor
 
 log = logging.getLogger("babygan")
 
@@ -73,6 +76,11 @@ def _pack(image: np.ndarray) -> dict[str, Any]:
     """A uint8 (H, W, 3) image as JSON: its shape and its bytes in base64."""
     image = np.ascontiguousarray(image, np.uint8)
     return {"shape": list(image.shape), "data": base64.b64encode(image.tobytes()).decode()}
+
+
+def _image_key(image: np.ndarray) -> tuple[bytes, tuple[int, ...]]:
+    """What tells an image's describe request sent ahead from another's: its pixels and shape."""
+    return np.ascontiguousarray(image, np.uint8).tobytes(), tuple(image.shape)
 
 
 def _unpack(spec: dict[str, Any]) -> np.ndarray:
@@ -261,19 +269,18 @@ class FaceSearchAhead:
 
     def describe_ahead(self, image: np.ndarray) -> None:
         """Have the child start on ``describe(image, ...)`` now, for a later call to collect."""
-        key = (np.ascontiguousarray(image, np.uint8).tobytes(), tuple(image.shape))
+        key = _image_key(image)
         if key not in self._ahead:
             rid = self._send("describe", image)
             if rid is not None:
                 self._ahead[key] = rid
 
-    def describe(self, image: np.ndarray, what: str = "image") -> Any:
+    def describe(self, image: np.ndarray, what: str = "image") -> Descriptor:
         """``resemblance.FaceDescriber().describe(image, what)``, done by the child (here where it
         cannot answer, or found no face: the reason then names ``what``)."""
         from babygan.resemblance import Descriptor, FaceDescriber
 
-        key = (np.ascontiguousarray(image, np.uint8).tobytes(), tuple(image.shape))
-        rid = self._ahead.pop(key, None)
+        rid = self._ahead.pop(_image_key(image), None)
         reply = self._reply(self._send("describe", image) if rid is None else rid)
         try:
             if reply is not None and reply["vector"] is not None:

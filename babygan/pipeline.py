@@ -361,6 +361,8 @@ def predict(
     options = options.with_overrides(age=session.resolve_age(options.age))
     photos = [(father, options.face_father), (mother, options.face_mother)]
     dad, mum = _parents(session, photos, options, [options.age] * options.children)
+    if options.resemblance:
+        session.describe_ahead((dad, mum))  # in the dlib process, while the children are aged
     size = options.size or max(int(session.generator.resolution), SHOWN_MIN)
     made = child_dlatents(dad.dlatents, mum.dlatents, options, directions)
     blends = child_dlatents(dad.dlatents, mum.dlatents, options, directions, age=False)

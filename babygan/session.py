@@ -317,9 +317,6 @@ class Session:
             images = np.stack([ready[k].image for k in new])
             masks = self._masks(images, [ready[k].landmarks for k in new])
             w = self._encode(images, masks, stepping)
-            if self.faces_ahead is not None:  # resemblance's descriptors, while the child is ready
-                for key in new:
-                    self.faces_ahead.describe_ahead(ready[key].image)
             for j, (key, wi) in enumerate(zip(new, w, strict=True)):
                 a = ready[key]
                 mask = None if masks is None else masks[j]
@@ -376,6 +373,14 @@ class Session:
         return out
 
     # -- measuring a child ------------------------------------------------------
+
+    def describe_ahead(self, parents: Sequence[Parent]) -> None:
+        """Have the command's dlib process (``faces_ahead``) start on the parents' descriptors
+        now, for a later :meth:`resemblance`; nothing without one."""
+        if self.faces_ahead is not None:
+            for parent in parents:
+                if (parent.path, parent.face) not in self._descriptors:
+                    self.faces_ahead.describe_ahead(parent.aligned)
 
     def resemblance(self, child: np.ndarray, father: Parent, mother: Parent) -> dict[str, Any]:
         """Face-descriptor distances from ``child`` (uint8 (H, W, 3)) to each parent's aligned photo."""
