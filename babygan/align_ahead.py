@@ -107,7 +107,8 @@ class FaceSearchAhead:
         self.paths = [Path(p).expanduser().resolve() for p in paths]
         self.upsample = int(upsample)
         self.predictor = None if predictor is None else str(predictor)
-        self._lock = threading.Condition()  # guards what the reader thread fills, and the pipe
+        self._lock = threading.Condition()  # guards what the reader thread fills
+        self._writing = threading.Lock()  # one request at a time on the child's stdin
         self._answers: dict[Path, dict[str, Any]] = {}  # the faces, by photo
         self._replies: dict[int, dict[str, Any]] = {}  # answers to requests, by id
         self._ended = False  # the child's output closed (it exited, failed or was stopped)
@@ -234,10 +235,12 @@ class FaceSearchAhead:
             if proc is None or self._ended or proc.stdin is None:
                 return None
             rid, self._next_id = self._next_id, self._next_id + 1
+        line = json.dumps({"id": rid, "kind": kind, "image": _pack(image)}).encode() + b"\n"
+        # not under self._lock: a write the pipe makes wait must not keep the reader from filing
+        # the child's answers (the child answers before it reads on)
+        with self._writing:
             try:
-                proc.stdin.write(
-                    json.dumps({"id": rid, "kind": kind, "image": _pack(image)}).encode() + b"\n"
-                )
+                proc.stdin.write(line)
                 proc.stdin.flush()
             except (OSError, ValueError):  # it has gone: its output ends too
                 return None
