@@ -103,9 +103,12 @@ def test_a_damaged_graph_file_is_traced_again_and_replaced(tmp_path, toy, caplog
     assert store.saved == 1 and path.read_bytes().startswith(b"babygan-graph")
 
 
-def test_a_graph_file_that_reads_files_or_calls_python_is_refused(tmp_path, toy, caplog):
+@pytest.mark.parametrize("op", ["WriteFile", "AssignVariableOp"])
+def test_a_graph_file_that_reads_files_or_calls_python_is_refused(tmp_path, toy, caplog, op):
     """A stored graph is code that runs: one holding ops babygan's graphs never use (files,
-    Python callbacks) is not registered, and the function is traced again instead."""
+    Python callbacks), or stateful ops that its traced graph would not keep in order (it is
+    traced without automatic control dependencies), is not registered, and the function is
+    traced again instead."""
     from tensorflow.core.framework import function_pb2
 
     fn, captures, _ = toy
@@ -114,13 +117,33 @@ def test_a_graph_file_that_reads_files_or_calls_python_is_refused(tmp_path, toy,
     (path,) = _graph_files(GraphStore(tmp_path / "graphs"))
     header, _, body = path.read_bytes().partition(b"\n")[2].partition(b"\n")
     library = function_pb2.FunctionDefLibrary.FromString(body)
-    library.function[-1].node_def.add(name="sneaky", op="WriteFile")
+    library.function[-1].node_def.add(name="sneaky", op=op)
     path.write_bytes(b"babygan-graph 1\n" + header + b"\n" + library.SerializeToString())
     store = GraphStore(tmp_path / "graphs")
     with caplog.at_level(logging.WARNING, logger="babygan"):
         out = backend.jit(fn, store=store, owner="toy", captures=captures)(x, 1.0)
     np.testing.assert_allclose(out["y"], [[4.0, 6.0, 8.0]])
-    assert store.loaded == 0 and any("WriteFile" in r.getMessage() for r in caplog.records)
+    assert store.loaded == 0 and any(op in r.getMessage() for r in caplog.records)
+
+
+def test_a_function_that_changes_state_is_not_kept_and_runs_in_order(tmp_path):
+    """The store traces without automatic control dependencies; a function that writes a
+    variable needs them (its read must follow its write), so it is not kept, and runs as an
+    ordinary, ordered tf.function."""
+    import keras
+    from keras import ops
+
+    total = keras.Variable(np.zeros(2, np.float32))
+
+    def accumulate(x):
+        total.assign_add(x)
+        return ops.convert_to_tensor(total) * 2.0
+
+    store = GraphStore(tmp_path / "graphs")
+    step = backend.jit(accumulate, store=store, owner="accumulate", captures=lambda: {"total": total})
+    for i in range(1, 4):
+        np.testing.assert_allclose(step(np.ones(2, np.float32)), [2.0 * i, 2.0 * i])
+    assert store.saved == 0 and not _graph_files(store)
 
 
 def test_other_environments_graphs_are_pruned_once_unused(tmp_path, toy):

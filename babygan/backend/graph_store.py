@@ -158,6 +158,28 @@ def _capture_tensor(value: Any) -> Any:
     return value
 
 
+#: the stateful ops a stored graph may hold: variable reads (a captured variable), and calls of
+#: the functions beside it in its library (each checked itself)
+_STATEFUL_ALLOWED = frozenset({"ReadVariableOp", "PartitionedCall", "StatefulPartitionedCall"})
+
+
+def _state_ops(graph: Any) -> set[str]:
+    """The ops of a GraphDef or FunctionDefLibrary (its functions too) that keep or change
+    state, besides ``_STATEFUL_ALLOWED``: ops whose order its traced graph does not fix."""
+    from tensorflow.python.framework import op_def_registry
+
+    library = getattr(graph, "library", graph)
+    functions = list(library.function)
+    names = {f.signature.name for f in functions}
+    nodes = [*getattr(graph, "node", ()), *(n for f in functions for n in f.node_def)]
+    found = set()
+    for op in {n.op for n in nodes} - _STATEFUL_ALLOWED - names:
+        op_def = op_def_registry.get(op)
+        if op_def is None or op_def.is_stateful:
+            found.add(op)
+    return found
+
+
 def _rename_functions(functions: list[Any], suffix: str) -> dict[str, str]:
     """Give every function a name of its own (processes number traced functions alike) and
     point every call at the new names; returns old name -> new name."""
@@ -281,6 +303,13 @@ class StoredFunction:
         import tensorflow as tf
 
         self._traced = tf.function(fn, jit_compile=False, autograph=False)
+        # What the store keeps is traced without automatic control dependencies: babygan's
+        # graphs only compute (their one stateful op reads variables, see _state_ops), and the
+        # pass that orders stateful ops took a tenth of a cold command's tracing. A graph that
+        # holds other stateful ops is not kept, and runs from ``_traced``, ordered.
+        self._pure = tf.function(
+            fn, jit_compile=False, autograph=False, experimental_attributes={"_disable_acd": True}
+        )
         self._store, self._owner, self._captures = store, owner, captures
         self._loaded: dict[str, _Loaded | None] = {}  # by call text; None: traced here
         self._first_calls = threading.Lock()
@@ -394,6 +423,9 @@ class StoredFunction:
         refused = {n.op for f in library.function for n in f.node_def} & REFUSED_OPS
         if refused:
             raise ValueError(f"it holds ops babygan's graphs never use ({', '.join(sorted(refused))})")
+        stateful = _state_ops(library)
+        if stateful:
+            raise ValueError(f"it holds stateful ops ({', '.join(sorted(stateful))})")
         named = self._named_captures()
         captures = [_capture_tensor(named[n]) for n in meta["captures"]]
         ctx = context.context()
@@ -407,7 +439,11 @@ class StoredFunction:
         import tensorflow as tf
         from tensorflow.core.framework import function_pb2
 
-        cf = self._traced.get_concrete_function(*args)  # the graph just traced: no second trace
+        cf = self._pure.get_concrete_function(*args)  # the graph just traced: no second trace
+        graph_def = cf.graph.as_graph_def()
+        stateful = _state_ops(graph_def)
+        if stateful:
+            raise _Unsupported(f"it holds stateful ops ({', '.join(sorted(stateful))})")
         main = function_pb2.FunctionDef()
         main.CopyFrom(cf.function_def)
         inputs = list(cf.inputs)
@@ -431,7 +467,7 @@ class StoredFunction:
         if count[0] != len(main.signature.output_arg):
             raise _Unsupported("its outputs are not its structured outputs")
         main_name = main.signature.name
-        callees = [f for f in cf.graph.as_graph_def().library.function if f.signature.name != main_name]
+        callees = [f for f in graph_def.library.function if f.signature.name != main_name]
         functions = [*callees, main]
         renamed = _rename_functions(functions, key[:16])
         library = function_pb2.FunctionDefLibrary(function=functions)
