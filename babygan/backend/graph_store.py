@@ -332,6 +332,22 @@ class StoredFunction:
         with self._first_calls:
             return self._first_call(text, args, tensors)
 
+    def prepare(self, *args: Any) -> None:
+        """Have the graph of this call ready, looked up or traced (and kept), without running
+        it. Its first run (graph optimisation, XLA compiling) is TensorFlow's C++ with the GIL
+        released, so a caller can let another thread's tracing start beside it (``encode``)."""
+        try:
+            text, tensors = _describe_call(args)
+        except _Unsupported:
+            return
+        if text in self._loaded:
+            return
+        self._await_turn(text)
+        with self._first_calls:
+            if text not in self._loaded:
+                key = self._key(text)
+                self._loaded[text] = self._load(key) or self._trace_and_keep(key, args, tensors)
+
     def _first_call(self, text: str, args: tuple[Any, ...], tensors: list[Any]) -> Any:
         loaded = self._loaded.get(text, _UNSEEN)
         if loaded is None:

@@ -318,13 +318,19 @@ class Encoder:
                 t = i + 1
                 draws = np.stack([r.standard_normal(start.shape[1:], dtype=np.float32) for r in rngs])
                 w_in = w
-                w, m, v, loss = self._step(
+                args = (
                     w, m, v, np.float32(t), np.float32(settings.learning_rate(t)), params,
                     target, target_feat, mask, draws,
                 )  # fmt: skip
-                loss = ops.convert_to_numpy(loss)
-                if stepping is not None:
+                if stepping is not None and not stepping.is_set():
+                    # the step's graph traced, its first run (mostly C++, one core) can have
+                    # another thread's tracing beside it
+                    prepare = getattr(self._step, "prepare", None)
+                    if prepare is not None:
+                        prepare(*args)
                     stepping.set()
+                w, m, v, loss = self._step(*args)
+                loss = ops.convert_to_numpy(loss)
                 if not np.all(np.isfinite(loss[active])):
                     raise BabyganError(f"encoder: the loss became {loss.tolist()} at iteration {t}")
                 history[i, lo:hi][active] = loss[active]
