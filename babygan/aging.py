@@ -330,7 +330,8 @@ class AgeEditor:
     def warm(self, n: int) -> None:
         """Pay the one-off costs of the step for a batch of ``n`` faces now: its tracing, the
         graph optimisation of its first run and the kernels' set-up (about 2 s on a 2-core CPU),
-        by one step on zeros. The same graph runs later, so no result changes.
+        by one step on zeros; and those of :meth:`anchors`' graphs (the render of ``n`` blends,
+        the descriptors of their chips). The same graphs run later, so no result changes.
         ``pipeline.predict`` does this in a second thread while the photos are aligned and
         encoded. Once per batch size."""
         from babygan.identity.chip import CHIP_SIZE
@@ -345,6 +346,8 @@ class AgeEditor:
         }
         start = np.zeros((n, int(self.G.num_layers), int(self.G.w_dim)), np.float32)
         self.edit(start, [0.0] * n, AgingSettings(steps=0), latent.DEFAULT_EDIT_LAYERS, zeros)
+        self.G.synthesis(start)
+        self.identity.net.describe(np.zeros((n, CHIP_SIZE, CHIP_SIZE, 3), np.float32))
 
     def is_warm(self, n: int) -> bool:
         """Whether the step has run for a batch of ``n`` faces (by :meth:`warm` or an edit)."""

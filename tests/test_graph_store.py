@@ -276,3 +276,26 @@ def test_tracing_after_holds_a_trace_until_the_event_but_not_a_stored_graph(tmp_
     with tracing_after(unset):  # type: ignore[arg-type]
         backend.jit(counted, store=later, owner="toy", captures=captures)(x, 1.0)
     assert later.loaded == 1 and traced == ["warm"] and not unset.waiting.is_set()
+
+
+def test_prepare_makes_a_calls_graph_ready_without_running_it(tmp_path, toy):
+    """``prepare`` traces and keeps (or looks up) the graph of a call; the call then runs it,
+    untraced again (the encoder lets a warm-up thread's tracing start beside that first run)."""
+    fn, captures, _ = toy
+    traced: list[int] = []
+
+    def counted(x, scale):
+        traced.append(1)
+        return fn(x, scale)
+
+    x = np.array([[1.0, 2.0]], np.float32)
+    store = GraphStore(tmp_path / "graphs")
+    step = backend.jit(counted, store=store, owner="toy", captures=captures)
+    step.prepare(x, 2.0)
+    assert traced == [1] and store.saved == 1 and len(_graph_files(store)) == 1
+    np.testing.assert_allclose(step(x, 2.0)["y"], [[13.0, 19.0, 25.0]])
+    step.prepare(x, 2.0)
+    assert traced == [1] and store.saved == 1
+    later = GraphStore(tmp_path / "graphs")
+    backend.jit(counted, store=later, owner="toy", captures=captures).prepare(x, 2.0)
+    assert later.loaded == 1 and traced == [1]
