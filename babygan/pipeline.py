@@ -188,11 +188,11 @@ def _parents(
         return session.parents(photos)
     # built once, here: the encoding and the warm-up beside it share them
     _ = session.generator.prepared, session.identity_term(session.precision)
-    stepping = threading.Event()  # the encoder's first step has run: TensorFlow's work from then on
+    stepping = threading.Event()  # the encoder's step graph is ready: TensorFlow's work from then on
 
     def warm() -> None:
         # the ager is made here too (its attribute network's Keras file takes 0.3 s to load);
-        # a step that must be traced waits for the encoder's first step
+        # a step that must be traced waits for the encoder's step graph
         # (graph_store.tracing_after): beside the encoder's own tracing it would only take turns
         # with it for the GIL
         ager = session.ager

@@ -296,7 +296,7 @@ class Session:
         photos: ``(path, face index or None)`` pairs. Every photo is aligned first, and if
         one fails its error is raised before any (slow) encode; the aligned ones are kept
         for later. A failure is remembered as its message, so a bad photo costs nothing twice.
-        stepping: set once the encoder's first step has run (``Encoder.encode``); never set when
+        stepping: set once the encoder's step graph is ready (``Encoder.encode``); never set when
         nothing is encoded.
         """
         keys: list[PhotoKey] = [(Path(p).expanduser().resolve(), face) for p, face in photos]

@@ -219,8 +219,9 @@ class Encoder:
         given, replaces the configured start. Adam runs ``settings.iterations`` steps per
         batch of ``settings.batch_size`` (fewer with early stopping); L-BFGS optimises each
         image on its own. A tqdm bar (stderr) shows iteration, loss and rate. ``stepping``, when
-        given, is set once the first step has run (its graph traced and optimised): from then on
-        the encoding is TensorFlow's work, not Python's (another thread's tracing may go on).
+        given, is set once Adam's step graph is ready (traced or found), before its first run
+        (graph optimisation, XLA: C++), or once L-BFGS' first image is done: from then on the
+        encoding is mostly TensorFlow's work, not Python's (another thread's tracing may go on).
         """
         G, settings = self.G, self.settings
         images = check_images(images)
@@ -288,8 +289,8 @@ class Encoder:
 
         start (N, L', w_dim) (L' = 1 with tiled dlatents); targets float32 (N, size, size, 3),
         masked; loss_masks (N, size, size, 1); ident: IdentityTerm.targets' arrays; stepping: set
-        after the first step (``encode``). Returns the best dlatents (N, L', w_dim), the history
-        (iterations, N) and the steps each image ran (N,)."""
+        before the first step runs, its graph ready (``encode``). Returns the best dlatents
+        (N, L', w_dim), the history (iterations, N) and the steps each image ran (N,)."""
         from keras import ops
 
         settings = self.settings
