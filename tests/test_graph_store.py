@@ -104,7 +104,7 @@ def test_a_damaged_graph_file_is_traced_again_and_replaced(tmp_path, toy, caplog
 
 
 @pytest.mark.parametrize("op", ["WriteFile", "AssignVariableOp"])
-def test_a_graph_file_that_reads_files_or_calls_python_is_refused(tmp_path, toy, caplog, op):
+def test_a_graph_file_with_ops_babygan_never_uses_is_refused(tmp_path, toy, caplog, op):
     """A stored graph is code that runs: one holding ops babygan's graphs never use (files,
     Python callbacks), or stateful ops that its traced graph would not keep in order (it is
     traced without automatic control dependencies), is not registered, and the function is
