@@ -213,7 +213,8 @@ def test_tensorflow_runs_onednn_on_any_x86_cpu_unless_the_user_says_otherwise():
         env.pop("TF_ENABLE_ONEDNN_OPTS", None)
         if users is not None:
             env["TF_ENABLE_ONEDNN_OPTS"] = users
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        run = [sys.executable, "-c", code]
+        out = subprocess.run(run, capture_output=True, text=True, check=True, env=env)
         assert out.stdout.split() == [expected], (users, out.stdout + out.stderr)
 
 
