@@ -193,31 +193,6 @@ def test_the_tensorflow_backend_starts_without_importing_an_installed_jax():
     assert out.stdout.split() == ["False", "None", "3"], out.stdout + out.stderr
 
 
-@pytest.mark.skipif(
-    __import__("platform").machine().lower() not in ("x86_64", "amd64"), reason="oneDNN's default is x86-64's"
-)
-def test_tensorflow_runs_onednn_on_any_x86_cpu_unless_the_user_says_otherwise():
-    """TensorFlow turns oneDNN on by itself only on AVX-512 VNNI CPUs; on AVX2 ones its Eigen
-    convolutions made the encoder's step 1.5 x slower. babygan asks for oneDNN, and a user's
-    own ``TF_ENABLE_ONEDNN_OPTS`` is kept."""
-    code = textwrap.dedent(
-        """
-        from babygan import backend
-        backend.start()
-        from tensorflow.python.util import _pywrap_util_port
-        print(_pywrap_util_port.IsMklEnabled())
-        """
-    )
-    for users, expected in ((None, "True"), ("0", "False")):
-        env = {**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}
-        env.pop("TF_ENABLE_ONEDNN_OPTS", None)
-        if users is not None:
-            env["TF_ENABLE_ONEDNN_OPTS"] = users
-        run = [sys.executable, "-c", code]
-        out = subprocess.run(run, capture_output=True, text=True, check=True, env=env)
-        assert out.stdout.split() == [expected], (users, out.stdout + out.stderr)
-
-
 def test_a_command_line_mistake_is_answered_before_tensorflow_loads():
     code = (
         "import sys; from click.testing import CliRunner; from babygan.cli import main; "

@@ -13,12 +13,14 @@ import gc
 import importlib.abc
 import logging
 import os
-import platform
 import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from babygan.backend import onednn
+from babygan.backend.onednn import conv_same as conv_same
 
 if TYPE_CHECKING:
     from babygan.backend.graph_store import GraphStore
@@ -58,7 +60,7 @@ def start() -> str:
     # without AVX-512 ("oneDNN supports DT_INT64 only ..."), a note for TensorFlow's developers
     # that reached the terminal amid babygan's lines; real failures still raise in Python
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _prefer_onednn()
+    onednn.prefer()
     if "keras" in sys.modules:
         devices = _devices()
     else:
@@ -70,19 +72,6 @@ def start() -> str:
     line = f"Keras backend {name()}: running on {where}"
     log.info(line)
     return line
-
-
-def _prefer_onednn() -> None:
-    """Have TensorFlow run its CPU convolutions with oneDNN on every x86-64 CPU, unless the user
-    set ``TF_ENABLE_ONEDNN_OPTS`` (or TensorFlow is already imported, when it is too late).
-
-    TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI or newer; on AVX2-only
-    CPUs it runs Eigen's convolutions, whose input gradient (``Conv2DBackpropInput``) took 2.5 x
-    oneDNN's in the encoder's step: the step, batch 2 at 128 px, 0.27 s against 0.18 s on a
-    2-core AMD EPYC with AVX2 (README, Speed)."""
-    if "tensorflow" in sys.modules or platform.machine().lower() not in ("x86_64", "amd64"):
-        return
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _keep_xla_kernels() -> None:

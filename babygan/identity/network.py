@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
+from babygan import backend
 from babygan.identity.reader import UNITS
 
 Tensor = Any
@@ -32,6 +33,8 @@ def _conv(x: Tensor, params: Mapping[str, Tensor], name: str, stride: int, dtype
     if dtype != "float32":
         y = ops.conv(ops.cast(x, dtype), ops.cast(w, dtype), strides=stride, padding=padding)
         y = ops.cast(y, "float32")
+    elif stride == 1:
+        y = backend.conv_same(x, w)
     else:
         y = ops.conv(x, w, strides=stride, padding=padding)
     return y + params[f"{name}.bias"]

@@ -304,7 +304,7 @@ def synthesis_prepared(
         p = f"layer{layer}"
         kernel = prep[f"{p}.kernel"]
         if layer % 2:
-            x = ops.conv(x, kernel, padding="same")
+            x = backend.conv_same(x, kernel)
         else:
             x = backend.upsample_conv(x, kernel)
             if config.blur_filter is not None:
@@ -313,7 +313,7 @@ def synthesis_prepared(
         x = _epilogue(prep, config, layer, x, per_layer[layer], noises, acc, acc if layer == last else dt)
         if layer == last - 2:
             half = x  # the previous top resolution's features, for the fade-in below
-    rgb = backend.bias_add(ops.conv(x, prep["torgb.weight"], padding="same"), prep["torgb.bias"])
+    rgb = backend.bias_add(backend.conv_same(x, prep["torgb.weight"]), prep["torgb.bias"])
     if fade_alpha is None:
         return rgb
     # progressive growing: the half-resolution ToRGB, nearest-upsampled, blended into the new
