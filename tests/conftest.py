@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from babygan.backend import onednn
+
+# The test process runs TensorFlow as babygan's commands do, also where a test module imports
+# TensorFlow before babygan starts it: with oneDNN, which TensorFlow reads once, at import.
+# Otherwise, on AVX2 CPUs, this process would compute with Eigen and its Ray workers and CLI
+# runs with oneDNN, and results compared byte for byte would differ by rounding.
+onednn.prefer()
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("BABYGAN_SHARED", REPO.parent / "shared"))
 

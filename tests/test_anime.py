@@ -91,7 +91,9 @@ def test_stylizer_swaps_the_fine_layers_and_takes_keep_their_order(tiny):
     w = base.mapping(np.random.default_rng(0).standard_normal((2, base.z_dim)).astype(np.float32))
     codes = stylizer.style_codes(3, seed=7)
     assert codes.shape == (3, L, D) and codes.dtype == np.float32
-    assert np.array_equal(stylizer.style_codes(2, seed=7), codes[:2])  # code k: (seed, k) only
+    # code k: (seed, k) only; float rounding apart, as the mapping's matrix product may block a
+    # batch of 2 and one of 3 differently (an AVX2 CPU: one ulp)
+    np.testing.assert_allclose(stylizer.style_codes(2, seed=7), codes[:2], rtol=1e-6, atol=1e-7)
     mixed = stylizer.mix(w, codes[:2])
     assert np.array_equal(mixed[:, :SWAP], w[:, :SWAP]) and np.array_equal(mixed[:, SWAP:], codes[:2, SWAP:])
     own = stylizer.render(w)

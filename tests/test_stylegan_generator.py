@@ -82,10 +82,15 @@ def test_noise_modes(G: Generator) -> None:
 def test_minibatches_do_not_change_results(G: Generator) -> None:
     w = G.mapping(np.random.RandomState(4).randn(5, G.z_dim))
     small = Generator(G.config, G.params, source_sha256="x", minibatch=2)
-    np.testing.assert_allclose(small.synthesis(w), G.synthesis(w), atol=1e-5)
+    # float rounding apart, which the random weights' instance norms magnify: a CPU's kernels may
+    # block a batch of 1, 2 or 5 differently, or run it in another form (backend.conv_same below
+    # one image per core): up to 1.8e-5 seen on an AVX2 CPU, never images mixed (errors of order 1)
+    np.testing.assert_allclose(small.synthesis(w), G.synthesis(w), atol=1e-4)
     # random noise with a seed is per image, whatever the minibatch
     np.testing.assert_allclose(
-        small.synthesis(w, noise="random", seed=7), G.synthesis(w, noise="random", seed=7), atol=1e-5
+        small.synthesis(w, noise="random", seed=7),
+        G.synthesis(w, noise="random", seed=7),
+        atol=1e-4,
     )
 
 
