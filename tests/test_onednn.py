@@ -85,3 +85,56 @@ def test_conv_same_equals_the_convolution_and_its_gradients_and_runs_as_the_inpu
     of one image per core does; with oneDNN off, ``Conv2D`` as before."""
     assert _run(CONV_CODE) == ["True", "True", "False", "True"]
     assert _run(CONV_CODE, TF_ENABLE_ONEDNN_OPTS="0") == ["True", "False", "True", "True"]
+
+
+UPSAMPLE_CODE = """
+    import os
+    import numpy as np
+    from babygan import backend
+    backend.start()
+    import tensorflow as tf
+    from keras import ops
+
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for n, h, cin, cout in ((1, 4, 8, 16), (1, 6, 5, 3), (2, 8, 4, 4), (1, 9, 3, 5)):
+        x = tf.constant(rng.standard_normal((n, h, h, cin)).astype(np.float32))
+        k = tf.constant(rng.standard_normal((4, 4, cout, cin)).astype(np.float32))
+        up = tf.constant(rng.standard_normal((n, 2 * h, 2 * h, cout)).astype(np.float32))
+        outs = []
+        for conv in (backend.upsample_conv, lambda a, b: ops.conv_transpose(a, b, strides=2, padding="same")):
+            with tf.GradientTape() as tape:
+                tape.watch([x, k])
+                y = conv(x, k)
+                loss = tf.reduce_sum(y * up)
+            outs.append([y, *tape.gradient(loss, [x, k])])
+        assert outs[0][0].shape == outs[1][0].shape == (n, 2 * h, 2 * h, cout)
+        for a, b in zip(*outs):
+            worst = max(worst, float(np.abs(a.numpy() - b.numpy()).max() / np.abs(b.numpy()).max()))
+
+    def conv_batches(n):
+        spec = tf.TensorSpec((n, 8, 8, 8)), tf.TensorSpec((4, 4, 16, 8))
+
+        def input_gradient(x, k):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = backend.upsample_conv(x, k)
+            return tape.gradient(y, x)
+
+        graph = tf.function(input_gradient).get_concrete_function(*spec).graph
+        return sorted({op.inputs[0].shape[0] for op in graph.get_operations() if op.type == "Conv2D"})
+
+    cores = len(os.sched_getaffinity(0))
+    print(worst < 1e-5, conv_batches(1) == [cores], conv_batches(cores) == [cores])
+    """
+
+
+@x86
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="batch 1 is a core's share on one core")
+def test_upsampling_equals_the_transposed_convolution_and_its_input_gradient_fills_the_cores():
+    """The upsampling's values and both gradients as ``keras.ops.conv_transpose`` gives them
+    (batch 1 and 2, even and odd sizes); with oneDNN on, the input gradient of a batch-1
+    upsampling is a ``Conv2D`` over one band of rows per core (oneDNN runs ``Conv2D`` in
+    parallel over the batch only), and with oneDNN off it is the plain stride-2 ``Conv2D``."""
+    assert _run(UPSAMPLE_CODE) == ["True", "True", "True"]
+    assert _run(UPSAMPLE_CODE, TF_ENABLE_ONEDNN_OPTS="0") == ["True", "False", "True"]

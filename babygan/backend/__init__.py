@@ -379,7 +379,8 @@ def upsample_conv(x: Any, kernel: Any) -> Any:
     from keras import ops
 
     if not (name() == "jax" and not _devices()):
-        return ops.conv_transpose(x, kernel, strides=2, padding="same")
+        banded = onednn.upsample_conv(x, kernel)
+        return ops.conv_transpose(x, kernel, strides=2, padding="same") if banded is None else banded
     n, h, w, _ = tuple(x.shape)
     out = int(kernel.shape[2])
     k = ops.transpose(kernel, (0, 1, 3, 2))  # (4, 4, in, out)

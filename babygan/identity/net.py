@@ -44,7 +44,8 @@ class IdentityNet:
     ) -> None:
         from keras import ops
 
-        from babygan.identity.network import COMPUTE_DTYPES
+        from babygan import backend
+        from babygan.identity.network import COMPUTE_DTYPES, stride_one_kernels
 
         if compute_dtype not in COMPUTE_DTYPES:
             raise BabyganError(f"compute_dtype={compute_dtype!r}: choose one of {', '.join(COMPUTE_DTYPES)}")
@@ -58,6 +59,10 @@ class IdentityNet:
                 k: ops.cast(t, compute_dtype) if k.endswith(".weight") and len(t.shape) == 4 else t
                 for k, t in self.tensors.items()
             }
+        elif backend.onednn.flips_pay(compute_dtype):  # the stride-1 kernels' flips, made once
+            self.tensors.update(
+                {f"{k}_flipped": backend.onednn.flip(self.tensors[k]) for k in stride_one_kernels()}
+            )
 
     def descriptor(self, chips: Any) -> Any:
         """float (N, 150, 150, 3) RGB tensors in 0..255 -> float32 (N, 128); traceable and differentiable."""

@@ -34,10 +34,17 @@ def _conv(x: Tensor, params: Mapping[str, Tensor], name: str, stride: int, dtype
         y = ops.conv(ops.cast(x, dtype), ops.cast(w, dtype), strides=stride, padding=padding)
         y = ops.cast(y, "float32")
     elif stride == 1:
-        y = backend.conv_same(x, w)
+        y = backend.conv_same(x, w, params.get(f"{name}.weight_flipped"))
     else:
         y = ops.conv(x, w, strides=stride, padding=padding)
     return y + params[f"{name}.bias"]
+
+
+def stride_one_kernels() -> list[str]:
+    """The parameters holding the kernels of the stride-1 convolutions (``backend.conv_same``'s,
+    which a caller may keep flipped beside them as ``NAME_flipped``)."""
+    names = [f"unit{i}.conv_b.weight" for i in range(len(UNITS))]
+    return names + [f"unit{i}.conv_a.weight" for i, (_, stride) in enumerate(UNITS) if stride == 1]
 
 
 def _affine(x: Tensor, params: Mapping[str, Tensor], name: str) -> Tensor:

@@ -253,6 +253,7 @@ def prepare_synthesis(
     dt = compute_dtype
     acc = "float64" if dt == "float64" else "float32"  # normalisations, styles, noise, output
     prep: dict[str, Tensor] = {"const": ops.cast(params["synthesis.const"], acc)}
+    flips = backend.onednn.flips_pay(dt)  # the stride-1 kernels' flips, for batches under the cores
     for layer in range(config.num_layers):
         src, p = f"synthesis.layer{layer}", f"layer{layer}"
         ch = config.layer_channels(layer)
@@ -260,6 +261,8 @@ def prepare_synthesis(
             up = layer % 2 == 0
             kernel = _conv_kernel(params, layer, up, up and config.fused(layer // 2 + 2))
             prep[f"{p}.kernel"] = ops.cast(kernel, dt)
+            if flips and not up:
+                prep[f"{p}.kernel_flipped"] = backend.onednn.flip(prep[f"{p}.kernel"])
         prep[f"{p}.bias"] = ops.cast(params[f"{src}.bias"], acc)  # (ch,)
         if config.use_noise:
             if f"{src}.noise" in params:  # absent where the caller always gives noises (training)
@@ -272,6 +275,8 @@ def prepare_synthesis(
     rgb_w = params["synthesis.torgb.weight"]
     prep["torgb.weight"] = ops.cast(rgb_w * weight_scale(tuple(rgb_w.shape), 1.0), acc)
     prep["torgb.bias"] = ops.cast(params["synthesis.torgb.bias"], acc)
+    if flips:
+        prep["torgb.weight_flipped"] = backend.onednn.flip(prep["torgb.weight"])
     if f"{FADE_TORGB}.weight" in params:  # a grown model while its new block fades in (training only)
         prev_w = params[f"{FADE_TORGB}.weight"]
         prep["torgb_prev.weight"] = ops.cast(prev_w * weight_scale(tuple(prev_w.shape), 1.0), acc)
@@ -304,7 +309,7 @@ def synthesis_prepared(
         p = f"layer{layer}"
         kernel = prep[f"{p}.kernel"]
         if layer % 2:
-            x = backend.conv_same(x, kernel)
+            x = backend.conv_same(x, kernel, prep.get(f"{p}.kernel_flipped"))
         else:
             x = backend.upsample_conv(x, kernel)
             if config.blur_filter is not None:
@@ -313,7 +318,8 @@ def synthesis_prepared(
         x = _epilogue(prep, config, layer, x, per_layer[layer], noises, acc, acc if layer == last else dt)
         if layer == last - 2:
             half = x  # the previous top resolution's features, for the fade-in below
-    rgb = backend.bias_add(backend.conv_same(x, prep["torgb.weight"]), prep["torgb.bias"])
+    rgb = backend.conv_same(x, prep["torgb.weight"], prep.get("torgb.weight_flipped"))
+    rgb = backend.bias_add(rgb, prep["torgb.bias"])
     if fade_alpha is None:
         return rgb
     # progressive growing: the half-resolution ToRGB, nearest-upsampled, blended into the new
