@@ -42,6 +42,34 @@ def test_auto_follows_the_cpu(monkeypatch, tmp_path, flags, chosen, words):
     assert got == chosen and words in reason
 
 
+@pytest.mark.parametrize(("flags", "warned"), [("avx2", True), ("avx512_bf16", False), ("amx_bf16", False)])
+def test_bf16_asked_for_where_it_does_not_pay_is_warned_of(monkeypatch, tmp_path, caplog, flags, warned):
+    """On a CPU without bfloat16 instructions bf16 is slower than fp32 and less exact (Eigen's
+    kernels): an explicit --precision bf16 is kept, with a warning that says so; where the CPU
+    has them, nothing is said."""
+    import logging
+
+    from babygan import backend
+    from babygan.cli import options
+
+    monkeypatch.setattr(backend, "gpu_bf16", lambda: None)
+    info, read = _cpuinfo(tmp_path, flags), precision.cpu_bf16_flags
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: read(info))
+    with caplog.at_level(logging.INFO, logger="babygan"):
+        assert options.resolve_precision("bf16") == "bf16"
+        assert options.resolve_precision("fp32") == "fp32"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if warned:
+        assert warnings == [
+            "precision: bf16 (as asked, but the CPU has no bfloat16 instructions: "
+            "bf16 runs slower there than fp32, and less exactly)"
+        ]
+    else:
+        assert not caplog.records
+    monkeypatch.setattr(backend, "gpu_bf16", lambda: (False, "Tesla T4"))
+    assert "Tesla T4 lacks bf16 units" in precision.resolve_precision("bf16")[1]
+
+
 def test_explicit_and_environment_choices(monkeypatch):
     assert precision.resolve_precision("fp32") == ("fp32", "as asked")
     monkeypatch.setenv("BABYGAN_PRECISION", "bf16")

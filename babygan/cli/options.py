@@ -162,8 +162,10 @@ def resolve_precision(requested: str) -> str:
     """fp32 / bf16 / auto -> fp32 / bf16; what auto chose is logged, with the reason."""
 
     chosen, reason = resolve(requested)
-    if requested == "auto":  # an explicit choice is not news
+    if requested == "auto":  # an explicit choice is not news, unless it costs here
         log.info("precision: %s (%s)", chosen, reason)
+    elif reason != "as asked":
+        log.warning("precision: %s (%s)", chosen, reason)
     return chosen
 
 
