@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -111,13 +112,16 @@ def _conv_as_input_gradient(x: Any, kernel: Any, flipped: Any) -> Any:
     # flipped is closed over, not an argument: the kernel's gradient is dk below, whole
     @tf.custom_gradient
     def conv(x: Any, kernel: Any) -> Any:
-        shape = tf.concat([tf.shape(x)[:3], tf.shape(kernel)[3:]], 0)
+        x_shape, k_shape = _shape(x), _shape(kernel)
+        shape = _known(lambda xs, ks: [*xs[:3], ks[3]], x, kernel)
+        if shape is None:
+            shape = tf.concat([x_shape[:3], k_shape[3:]], 0)
         y = tf.nn.conv2d_transpose(x, flipped, shape, 1, padding="SAME")
         y.set_shape(x.shape[:3].concatenate(kernel.shape[3:]))
 
         def grad(dy: Any) -> tuple[Any, Any]:
-            dx = tf.nn.conv2d_transpose(dy, kernel, tf.shape(x), 1, padding="SAME")
-            dk = tf.compat.v1.nn.conv2d_backprop_filter(x, tf.shape(kernel), dy, (1, 1, 1, 1), "SAME")
+            dx = tf.nn.conv2d_transpose(dy, kernel, x_shape, 1, padding="SAME")
+            dk = tf.compat.v1.nn.conv2d_backprop_filter(x, k_shape, dy, (1, 1, 1, 1), "SAME")
             return dx, dk
 
         return y, grad
@@ -142,14 +146,17 @@ def upsample_conv(x: Any, kernel: Any) -> Any | None:
 
     @tf.custom_gradient
     def up(x: Any, kernel: Any) -> Any:
-        shape = tf.concat([tf.shape(x)[:1], 2 * tf.shape(x)[1:3], tf.shape(kernel)[2:3]], 0)
+        x_shape, k_shape = _shape(x), _shape(kernel)
+        shape = _known(lambda xs, ks: [xs[0], 2 * xs[1], 2 * xs[2], ks[2]], x, kernel)
+        if shape is None:
+            shape = tf.concat([x_shape[:1], 2 * x_shape[1:3], k_shape[2:3]], 0)
         y = tf.nn.conv2d_transpose(x, kernel, shape, 2, padding="SAME")
         n, h, w = x.shape[:3]
         y.set_shape((n, None if h is None else 2 * h, None if w is None else 2 * w, kernel.shape[2]))
 
         def grad(dy: Any) -> tuple[Any, Any]:
             dx = conv_in_bands(dy, kernel, 2, (1, 1, 1, 1))
-            dk = tf.compat.v1.nn.conv2d_backprop_filter(dy, tf.shape(kernel), x, (1, 2, 2, 1), "SAME")
+            dk = tf.compat.v1.nn.conv2d_backprop_filter(dy, k_shape, x, (1, 2, 2, 1), "SAME")
             return dx, dk
 
         return y, grad
@@ -179,6 +186,25 @@ def conv_in_bands(x: Any, kernel: Any, stride: int, pads: tuple[int, int, int, i
     y = tf.nn.conv2d(tf.concat(pieces, 0), kernel, stride, "VALID")  # (bands * N, rows, OW, out)
     y = tf.concat(tf.split(y, bands, axis=0), 1)  # (N, bands * rows, OW, out)
     return y[:, :out_h] if extra else y
+
+
+def _shape(t: Any) -> Any:
+    """t's shape as an int32 tensor: a constant where the trace knows it."""
+    import tensorflow as tf
+
+    known = _known(lambda dims: dims, t)
+    return tf.shape(t) if known is None else known
+
+
+def _known(of: Callable[..., list[int]], *tensors: Any) -> Any | None:
+    """``of`` the tensors' shapes (lists of ints) as one int32 constant where the trace knows
+    them all, else None. One graph node, where ``tf.shape`` and its slices made about ten per
+    convolution: a tenth of the ager's step."""
+    import tensorflow as tf
+
+    if not all(t.shape.is_fully_defined() for t in tensors):
+        return None
+    return tf.constant(of(*(t.shape.as_list() for t in tensors)), tf.int32)
 
 
 def _split_pays(x: Any) -> bool:
