@@ -56,24 +56,15 @@ def conv_same(x: Any, kernel: Any, flipped: Any | None = None) -> Any:
     with a core per image, oneDNN's GEMM form kept up (the built-in model's render and its
     gradient at batch 2 on 2 cores: 0.130 s against 0.131 s). The two differ by float rounding.
     """
-    import keras
     from keras import ops
 
-    k, n = tuple(kernel.shape), x.shape[0]
-    if (
-        keras.backend.backend() != "tensorflow"
-        or (n is not None and n >= _cores())
-        or str(getattr(x.dtype, "name", x.dtype)) != "float32"
-        or k[0] % 2 == 0
-        or k[0] != k[1]
-        or not _cpu_only()
-        or not enabled()
-    ):
+    k = tuple(kernel.shape)
+    if not _small_batch(x) or k[0] % 2 == 0 or k[0] != k[1]:
         return ops.conv(x, kernel, padding="same")
     return _conv_as_input_gradient(x, kernel, flip(kernel) if flipped is None else flipped)
 
 
-def flips_pay(dtype: str) -> bool:
+def flips_pay(dtype: Any) -> bool:
     """Whether :func:`conv_same` runs batches smaller than the cores in the flipped form here
     (TensorFlow with oneDNN on a CPU with 2 cores or more, float32): where a caller should keep
     its kernels' :func:`flip` beside them."""
@@ -81,7 +72,7 @@ def flips_pay(dtype: str) -> bool:
 
     return (
         keras.backend.backend() == "tensorflow"
-        and str(dtype) == "float32"
+        and str(getattr(dtype, "name", dtype)) == "float32"
         and _cores() > 1
         and _cpu_only()
         and enabled()
@@ -140,7 +131,7 @@ def upsample_conv(x: Any, kernel: Any) -> Any | None:
     against 7.0 ms an image at batch 2 (``ONEDNN_VERBOSE=1``, 2-core AMD EPYC with AVX2). So
     for float32 batches smaller than the cores that gradient runs on the image cut into bands
     of rows, one batch entry each (:func:`conv_in_bands`)."""
-    if not _split_pays(x):
+    if not _small_batch(x):
         return None
     import tensorflow as tf
 
@@ -207,18 +198,8 @@ def _known(of: Callable[..., list[int]], *tensors: Any) -> Any | None:
     return tf.constant(of(*(t.shape.as_list() for t in tensors)), tf.int32)
 
 
-def _split_pays(x: Any) -> bool:
-    """Whether x is a float32 batch smaller than the cores, of known height, under TensorFlow
-    with oneDNN on a CPU."""
-    import keras
-
-    n = x.shape[0]
-    return (
-        keras.backend.backend() == "tensorflow"
-        and n is not None
-        and x.shape[1] is not None
-        and n < _cores()
-        and str(getattr(x.dtype, "name", x.dtype)) == "float32"
-        and _cpu_only()
-        and enabled()
-    )
+def _small_batch(x: Any) -> bool:
+    """Whether x is a batch smaller than the cores, of known size and height, for which
+    :func:`flips_pay`: the batches that oneDNN's GEMM form leaves a core idle for."""
+    n, h = x.shape[0], x.shape[1]
+    return n is not None and h is not None and n < _cores() and flips_pay(x.dtype)
