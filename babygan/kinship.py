@@ -1,4 +1,5 @@
-"""Family likeness, measured on real parent-child pairs (KinFaceW-II), for babygan's benchmark.
+"""Family likeness, measured on real parent-child pairs (KinFaceW-II), for babygan's benchmark;
+and on folders of whole families (father, mother, child), such as the team's held-back ones.
 
 Not on the product's path: ``scripts/bench_kinship.py`` and the tests use it. KinFaceW-II
 (research use only) holds 1,000 parent-child pairs, 250 in each of four relations, as 64 px
@@ -40,6 +41,51 @@ class KinPair:
     @property
     def parent_role(self) -> str:
         return RELATIONS[self.relation][0]
+
+
+#: the photos of a family folder, by file stem (``father.jpg``, ``mother.png``, ``child.jpeg``)
+FAMILY_ROLES = ("father", "mother", "child")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family of a folder that :func:`read_families` reads: both parents' and the child's photo."""
+
+    name: str  # the family's folder name
+    father: Path
+    mother: Path
+    child: Path
+
+
+def read_families(folder: str | Path) -> list[Family]:
+    """The families of ``folder``, one subfolder each holding ``father``, ``mother`` and ``child``
+    photos (.jpg, .jpeg or .png), in name order; other files are left alone. At least two
+    families: a child's rank compares it with the other families' children. ``BabyganError``
+    naming the folder at fault otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BabyganError(f"{folder}: no such folder (one subfolder per family: father, mother, child)")
+    families: list[Family] = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found: dict[str, list[Path]] = {role: [] for role in FAMILY_ROLES}
+        for photo in sorted(sub.iterdir()):
+            role = photo.stem.lower()
+            if role in found and photo.suffix.lower() in PHOTO_SUFFIXES and photo.is_file():
+                found[role].append(photo)
+        for role, photos in found.items():
+            if not photos:
+                raise BabyganError(f"{sub}: no {role} photo ({role}.jpg, .jpeg or .png)")
+            if len(photos) > 1:
+                names = ", ".join(p.name for p in photos)
+                raise BabyganError(f"{sub}: {len(photos)} {role} photos ({names}); keep one")
+        families.append(Family(sub.name, found["father"][0], found["mother"][0], found["child"][0]))
+    if len(families) < 2:
+        raise BabyganError(
+            f"{folder}: {len(families)} family folder(s); a rank needs at least two families "
+            "(one subfolder each with father, mother and child photos)"
+        )
+    return families
 
 
 def extract(archive: str | Path, dest: str | Path) -> Path:

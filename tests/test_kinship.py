@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import shared_path
@@ -50,3 +55,72 @@ def test_pairs_and_spouses_of_the_other_sex(images):
 def test_a_missing_archive_is_one_line(tmp_path):
     with pytest.raises(BabyganError, match="no such file"):
         kinship.extract(tmp_path / "kin.tar", tmp_path / "out")
+
+
+def _family(folder, name, **photos):
+    (folder / name).mkdir(parents=True)
+    for file_name, target in photos.items():
+        path = folder / name / file_name.replace("_", ".")
+        if target is None:
+            path.write_bytes(b"")
+        else:
+            path.symlink_to(target)
+    return folder / name
+
+
+def test_family_folders_are_read_by_role_and_faults_named(tmp_path):
+    _family(tmp_path, "b", father_jpg=None, Mother_PNG=None, child_jpeg=None, notes_txt=None)
+    _family(tmp_path, "a", father_jpg=None, mother_jpg=None, child_jpg=None)
+    (tmp_path / "README.txt").write_text("not a family")
+    families = kinship.read_families(tmp_path)
+    assert [f.name for f in families] == ["a", "b"]
+    assert families[1].mother.name == "Mother.PNG" and families[1].child.name == "child.jpeg"
+
+    _family(tmp_path / "one", "a", father_jpg=None, mother_jpg=None, child_jpg=None)
+    with pytest.raises(BabyganError, match=r"1 family folder.*at least two"):
+        kinship.read_families(tmp_path / "one")
+    _family(tmp_path, "c", father_jpg=None, mother_jpg=None)
+    with pytest.raises(BabyganError, match=r"/c: no child photo"):
+        kinship.read_families(tmp_path)
+    (tmp_path / "c" / "child.png").write_bytes(b"")
+    (tmp_path / "c" / "father.png").write_bytes(b"")
+    with pytest.raises(BabyganError, match=r"/c: 2 father photos \(father.jpg, father.png\); keep one"):
+        kinship.read_families(tmp_path)
+    with pytest.raises(BabyganError, match="no such folder"):
+        kinship.read_families(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_the_benchmark_scores_whole_families(tmp_path):
+    """``bench_kinship.py --families``: the children of real fathers and mothers, ranked among
+    the families' children (the team's held-back families are such a folder)."""
+    faces = shared_path("faces")
+    folder = tmp_path / "families"
+    _family(folder, "a", father_jpg=faces / "family_father.jpg", mother_jpg=faces / "family_mother.jpg",
+            child_jpg=faces / "family_child.jpg")  # fmt: skip
+    _family(folder, "b", father_jpg=faces / "biden.jpg", mother_jpg=faces / "family_mother.jpg",
+            child_jpg=faces / "obama.jpg")  # fmt: skip
+    _family(folder, "c", father_jpg=faces / "no_face_dogs.jpg", mother_jpg=faces / "family_mother.jpg",
+            child_jpg=faces / "tom_cruise.jpg")  # fmt: skip
+    out = tmp_path / "families.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_kinship.py"
+    args = ["--families", str(folder), "--encoder-iterations", "2", "--aging-steps", "2", "--out", str(out)]
+    res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["families"] == 3
+    assert list(report["rank"]) == [
+        "father's photo", "mother's photo", "encoded father", "encoded mother",
+        "blend, no age edit", "child, default age", "child at 5 years",
+    ]  # fmt: skip
+    assert "no face" in report["failed"]["c"]  # the dogs: one line for that family, the others scored
+    for row, score in report["rank"].items():
+        assert score["scored"] == 2 and 0.0 <= score["overall"] <= 1.0, row
+        assert row in res.stdout
+    assert 3.0 < report["read_age"]["child at 5 years"] < report["read_age"]["child, default age"]
+
+    res = subprocess.run([sys.executable, str(script), "--families", str(folder / "a")],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines()[-1].startswith("bench_kinship: ")
+    assert "0 family folder(s)" in res.stderr
