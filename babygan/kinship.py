@@ -60,14 +60,14 @@ class Family:
 
 def read_families(folder: str | Path) -> list[Family]:
     """The families of ``folder``, one subfolder each holding ``father``, ``mother`` and ``child``
-    photos (.jpg, .jpeg or .png), in name order; other files are left alone. At least two
-    families: a child's rank compares it with the other families' children. ``BabyganError``
-    naming the folder at fault otherwise."""
+    photos (.jpg, .jpeg or .png), in name order; other files and hidden folders are left alone.
+    At least two families: a child's rank compares it with the other families' children.
+    ``BabyganError`` naming the folder at fault otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BabyganError(f"{folder}: no such folder (one subfolder per family: father, mother, child)")
     families: list[Family] = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         found: dict[str, list[Path]] = {role: [] for role in FAMILY_ROLES}
         for photo in sorted(sub.iterdir()):
             role = photo.stem.lower()

@@ -72,6 +72,7 @@ def test_family_folders_are_read_by_role_and_faults_named(tmp_path):
     _family(tmp_path, "b", father_jpg=None, Mother_PNG=None, child_jpeg=None, notes_txt=None)
     _family(tmp_path, "a", father_jpg=None, mother_jpg=None, child_jpg=None)
     (tmp_path / "README.txt").write_text("not a family")
+    (tmp_path / ".thumbnails").mkdir()
     families = kinship.read_families(tmp_path)
     assert [f.name for f in families] == ["a", "b"]
     assert families[1].mother.name == "Mother.PNG" and families[1].child.name == "child.jpeg"
