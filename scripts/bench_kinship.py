@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from babygan import kinship, pipeline  # noqa: E402
 from babygan.aging import AgingSettings  # noqa: E402
+from babygan.atomic import write_text_atomic  # noqa: E402
 from babygan.errors import BabyganError  # noqa: E402
 from babygan.latent import Age  # noqa: E402
 
@@ -341,7 +342,7 @@ def main() -> None:
         print(f"{row:28s}" + "".join(f"{scores[r]:12.3f}" for r in columns) + f"  {scores['scored']}")
     print(json.dumps({k: v for k, v in report.items() if k != "rank"}, indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
