@@ -382,11 +382,14 @@ class AgeEditor:
         settings: AgingSettings,
         layers: int,
         anchors: dict[str, np.ndarray],
+        progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Refine ``start`` (N, L, D), the calibrated linear edit of N blends, to ``years`` (N,)
         while holding the descriptors of ``anchors`` (:meth:`anchors` of the blends): returns
         (dlatents float32 (N, L, D), the attribute network's reading of each, float32 (N,)).
-        The dlatents kept are each face's lowest loss over the steps; only ``layers`` move."""
+        The dlatents kept are each face's lowest loss over the steps; only ``layers`` move.
+        ``progress``: a tqdm bar (stderr), as the encoder shows; on FFHQ a sweep's aging takes
+        minutes on a CPU."""
         from keras import ops
 
         start = np.asarray(start, np.float32)
@@ -411,13 +414,26 @@ class AgeEditor:
             ops.convert_to_tensor(mask), ops.convert_to_tensor(target), feats,
         )  # fmt: skip
         lr = ops.convert_to_tensor(np.float32(settings.lr))
-        for t in range(1, settings.steps + 2):  # the last pass only scores the last update
-            x, m, v, per_image, read, w = self._step(x, m, v, ops.convert_to_tensor(np.float32(t)), lr, *args)
-            per_image = ops.convert_to_numpy(per_image)
-            better = per_image < best_loss
-            best_loss = np.where(better, per_image, best_loss)
-            best_w[better] = ops.convert_to_numpy(w)[better]
-            best_read[better] = ops.convert_to_numpy(read)[better]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=settings.steps + 1, desc="age", unit="it", leave=False)
+        try:
+            for t in range(1, settings.steps + 2):  # the last pass only scores the last update
+                step = ops.convert_to_tensor(np.float32(t))
+                x, m, v, per_image, read, w = self._step(x, m, v, step, lr, *args)
+                per_image = ops.convert_to_numpy(per_image)
+                better = per_image < best_loss
+                best_loss = np.where(better, per_image, best_loss)
+                best_w[better] = ops.convert_to_numpy(w)[better]
+                best_read[better] = ops.convert_to_numpy(read)[better]
+                if bar is not None:
+                    bar.set_postfix(children=n, read=f"{float(np.nanmean(best_read)):.1f}y", refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
         self._warm.add(n)
         return best_w, best_read
 

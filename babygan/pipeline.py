@@ -332,7 +332,7 @@ def age_children(
             held = (parents[0].aligned, parents[1].aligned, options.genes)
         anchors = session.ager.anchors(blends, held)
     refined, read = session.ager.edit(
-        starts[todo], [ages[i].value for i in todo], options.aging, options.layers, anchors
+        starts[todo], [ages[i].value for i in todo], options.aging, options.layers, anchors, session.progress
     )
     out = starts.copy()
     out[todo] = refined

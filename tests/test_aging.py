@@ -187,6 +187,23 @@ def test_warming_the_ager_changes_no_child(session, parents):
     assert not np.array_equal(cold_w, start)  # the steps did move the face
 
 
+def test_aging_shows_its_progress_unless_quiet(session, parents, monkeypatch, capsys):
+    """The aging steps draw a bar on stderr as the encoder's do (on FFHQ a sweep's aging runs for
+    minutes on a CPU): its steps, the children aged and the age the attribute network reads.
+    A quiet session draws none."""
+    from babygan import pipeline
+
+    aging = AgingSettings(steps=2)
+    opts = pipeline.ChildOptions(age=Age.years(8), aging=aging, estimate=False, resemblance=False)
+    pipeline.predict(*parents, opts, session)  # encoded here, quietly: the bars below are aging's
+    assert "age:" not in capsys.readouterr().err
+    monkeypatch.setattr(session, "progress", True)
+    pipeline.predict(*parents, opts, session)
+    err = capsys.readouterr().err
+    assert "age: 100%" in err and "3/3" in err and "children=1" in err, err
+    assert "encode" not in err  # the parents' codes were remembered
+
+
 def test_an_identity_term_of_another_precision_is_refused():
     from tiny_generator import tiny_generator
 
