@@ -30,7 +30,7 @@ def prefer() -> None:
     TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI or newer; on AVX2-only
     CPUs it runs Eigen's convolutions, whose input gradient (``Conv2DBackpropInput``) took 2.5 x
     oneDNN's in the encoder's step: the step, batch 2 at 128 px, 0.27 s against 0.18 s on a
-    2-core AMD EPYC with AVX2 (README, Speed)."""
+    2-core AMD EPYC with AVX2 (docs/speed-history.md)."""
     if "tensorflow" in sys.modules or platform.machine().lower() not in ("x86_64", "amd64"):
         return
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
