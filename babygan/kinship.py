@@ -13,10 +13,13 @@ than pair i's own child is. 0.5 is chance; 1.0: the true child always nearest.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,3 +187,80 @@ def spread(descriptors: np.ndarray) -> float:
         return float("nan")
     d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
     return float(d[np.triu_indices(len(x), 1)].mean())
+
+
+class SecondDescriptor:
+    """A face descriptor the caller brings, scored beside dlib's: the issue's "second,
+    independent descriptor", which babygan itself never uses (none can be had offline here).
+
+    ``spec``: ``MODULE:FUNCTION`` (importable) or ``path/to/file.py:FUNCTION``, a function of one
+    uint8 (H, W, 3) RGB image (a photo as it is, or a render) that returns a 1-D vector, or None
+    where it finds no face. The vectors are scaled to unit length, so that its ranks are by
+    cosine distance, as such descriptors are usually compared.
+    """
+
+    def __init__(self, spec: str) -> None:
+        where, sep, name = spec.rpartition(":")
+        if not sep or not where or not name:
+            raise BabyganError(f"--descriptor {spec}: give MODULE:FUNCTION or FILE.py:FUNCTION")
+        module = _import_descriptor_module(spec, where)
+        fn = getattr(module, name, None)
+        if not callable(fn):
+            raise BabyganError(f"--descriptor {spec}: {where} has no function {name}")
+        self.spec = spec
+        self._fn: Callable[[np.ndarray], Any] = fn
+        self.size: int | None = None  # the vectors' length, fixed by the first one
+
+    def __call__(self, image: np.ndarray, what: str) -> np.ndarray | None:
+        """float64 (D,) unit vector of uint8 (H, W, 3) ``image``, or None (no face found).
+        ``what``: the image's name in an error."""
+        try:
+            out = self._fn(np.ascontiguousarray(image))
+        except Exception as exc:  # the caller's code: any failure is one line naming the image
+            raise BabyganError(f"--descriptor {self.spec}: {what}: {type(exc).__name__}: {exc}") from exc
+        if out is None:
+            return None
+        try:
+            v = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError):
+            v = np.zeros((0,))
+        if v.ndim != 1 or not np.all(np.isfinite(v)) or not np.any(v):
+            raise BabyganError(f"--descriptor {self.spec}: {what}: not a finite, non-zero 1-D vector")
+        if self.size is None:
+            self.size = v.size
+        elif v.size != self.size:
+            raise BabyganError(
+                f"--descriptor {self.spec}: {what}: {v.size} values where the first image gave {self.size}"
+            )
+        return v / np.linalg.norm(v)
+
+    def stack(self, vectors: Sequence[np.ndarray | None]) -> np.ndarray:
+        """float64 (N, D) of :meth:`__call__`'s results, NaN rows where there was none (no face,
+        or never described); what :func:`ranks` and :func:`spread` take."""
+        out = np.full((len(vectors), self.size or 1), np.nan)
+        for i, v in enumerate(vectors):
+            if v is not None:
+                out[i] = v
+        return out
+
+
+def _import_descriptor_module(spec: str, where: str) -> Any:
+    """The module ``where`` names: a .py file's path, or an importable name."""
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise BabyganError(f"--descriptor {spec}: no such file {where}")
+            loader_spec = importlib.util.spec_from_file_location(f"bench_descriptor_{path.stem}", path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise BabyganError(f"--descriptor {spec}: {where} is not a Python file")
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(where)
+    except BabyganError:
+        raise
+    except Exception as exc:  # an import error, or the module's own code failing
+        raise BabyganError(
+            f"--descriptor {spec}: {where} could not be imported ({type(exc).__name__}: {exc})"
+        ) from exc

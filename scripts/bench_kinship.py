@@ -15,11 +15,14 @@ child moves between 5 and 20 years in an age sweep.
     python scripts/bench_kinship.py --per-relation 25 --spouse self   # no stranger's half
     python scripts/bench_kinship.py --per-relation 25 --encoder-iterations 10 --aging-steps 10
     python scripts/bench_kinship.py --families FAMILIES/ --out families.json
+    python scripts/bench_kinship.py --families FAMILIES/ --descriptor my_faces.py:describe
 
 ``--families DIR`` scores whole families instead (DIR/<family>/father, mother and child
 photos, .jpg or .png; such as the team's held-back families): the child of the real father
 and mother, ranked among all the families' children, beside both parents' own photos, their
 encodings and their blend, at the default age and at 5 years (the rows of issue 24's table).
+``--descriptor`` ranks them by a second face descriptor as well, one the caller brings
+(``kinship.SecondDescriptor``): both columns of that table from one run.
 
 Prints the load average with the figures. Photos dlib cannot align (or describe) are counted
 and left out.
@@ -81,15 +84,18 @@ def _photo(path: Path) -> np.ndarray:
     return load_photo(path)
 
 
-def _describe_photo(describer, path: Path) -> np.ndarray:
+def _describe_photo(describer, photo: np.ndarray, name: str) -> np.ndarray:
     """A family's photo as it is, of any shape (dlib finds its largest face)."""
-    d = describer.describe(_photo(path), path.name)
+    d = describer.describe(photo, name)
     return np.full(128, np.nan) if d.vector is None else d.vector
 
 
 def _session_and_aging(args: argparse.Namespace):
     """The session (the model, offline) and the aging settings the options ask for."""
+    from babygan import backend
     from babygan.session import Session
+
+    backend.start()  # TensorFlow imported without its start-up chatter among the figures
 
     encoder = {"iterations": args.encoder_iterations} if args.encoder_iterations is not None else None
     session = Session(args.model, offline=True, progress=False, precision=args.precision, encoder=encoder)
@@ -223,10 +229,12 @@ def run(args: argparse.Namespace) -> dict:
 
 def run_families(args: argparse.Namespace) -> dict:
     """``--families``: each family's child from its real father and mother, ranked among all the
-    families' children by dlib's descriptor, beside the parents' photos, encodings and blend."""
+    families' children by dlib's descriptor (and by ``--descriptor``'s, where given), beside the
+    parents' photos, encodings and blend."""
     from babygan.resemblance import FaceDescriber
 
     families = kinship.read_families(args.families)
+    second = kinship.SecondDescriptor(args.descriptor) if args.descriptor else None
     session, aging = _session_and_aging(args)
     describer = FaceDescriber()
     n = len(families)
@@ -239,11 +247,24 @@ def run_families(args: argparse.Namespace) -> dict:
     }
     read = {row: np.full(n, np.nan) for row in ages if row != "blend, no age edit"}
     failed: dict[str, str] = {}
+    # the second descriptor's vectors, by row, None where there is none (as NaN rows for dlib's)
+    other: dict[str, list] = {row: [None] * n for row in (*FAMILY_ROWS, "real child")}
+
+    def describe_second(row: str, i: int, image: np.ndarray, what: str) -> None:
+        if second is not None:
+            other[row][i] = second(image, what)
+
     start = time.time()
     for i, family in enumerate(families):
-        real_child[i] = _describe_photo(describer, family.child)
-        desc["father's photo"][i] = _describe_photo(describer, family.father)
-        desc["mother's photo"][i] = _describe_photo(describer, family.mother)
+        for row, path in (("real child", family.child), ("father's photo", family.father),
+                          ("mother's photo", family.mother)):  # fmt: skip
+            photo = _photo(path)
+            vector = _describe_photo(describer, photo, path.name)
+            if row == "real child":
+                real_child[i] = vector
+            else:
+                desc[row][i] = vector
+            describe_second(row, i, photo, f"{family.name}/{path.name}")
         for row, age in ages.items():
             opts = pipeline.ChildOptions(age=age, resemblance=False, aging=aging)
             try:
@@ -255,18 +276,27 @@ def run_families(args: argparse.Namespace) -> dict:
                 for role, parent in (("father", result.father), ("mother", result.mother)):
                     image = session.synthesize(parent.dlatents[None])[0]
                     desc[f"encoded {role}"][i] = _describe(describer, image)
+                    describe_second(f"encoded {role}", i, image, f"{family.name}: the encoded {role}")
             child = result.children[0]
             desc[row][i] = _describe(describer, child.image)
+            describe_second(row, i, child.image, f"{family.name}: {row}")
             if row in read:
                 read[row][i] = (child.estimate or {}).get("age", np.nan)
         print(f"  {i + 1}/{n} families, {time.time() - start:.0f} s", file=sys.stderr, flush=True)
 
-    scores = {row: kinship.ranks(desc[row], real_child) for row in FAMILY_ROWS}
-    common = np.all([np.isfinite(v) for v in scores.values()], axis=0)  # every row over the same families
-    table = {
-        row: {"overall": float(np.mean(sc[common])), "scored": int(common.sum())}
-        for row, sc in scores.items()
-    }
+    table = _family_table(desc, real_child)
+    extra = {}
+    if second is not None:
+        vectors = {row: second.stack(v) for row, v in other.items()}
+        children = vectors.pop("real child")
+        extra["second_descriptor"] = {
+            "spec": second.spec,
+            "rank": _family_table(vectors, children),
+            "spread": {
+                "real children": kinship.spread(children),
+                **{row: kinship.spread(vectors[row]) for row in ages},
+            },
+        }
     return {
         "families": n,
         "model": session.model,
@@ -282,9 +312,21 @@ def run_families(args: argparse.Namespace) -> dict:
             "default age requested": pipeline.ChildOptions().age.value,
             "child at 5 years": float(np.nanmean(read["child at 5 years"])),
         },
+        **extra,
         "failed": failed,
         "seconds": round(time.time() - start, 1),
         "load_average": os.getloadavg(),
+    }
+
+
+def _family_table(desc: dict[str, np.ndarray], children: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each row's mean rank over the families scored in every row (descriptors (N, D), NaN rows
+    where there is none)."""
+    scores = {row: kinship.ranks(desc[row], children) for row in FAMILY_ROWS}
+    common = np.all([np.isfinite(v) for v in scores.values()], axis=0)  # every row over the same families
+    return {
+        row: {"overall": float(np.mean(sc[common])), "scored": int(common.sum())}
+        for row, sc in scores.items()
     }
 
 
@@ -329,17 +371,28 @@ def main() -> None:
         "--families",
         help="score the families of this folder (DIR/<family>/father, mother, child photos) instead",
     )
+    ap.add_argument(
+        "--descriptor",
+        help="with --families: also rank by this face descriptor, MODULE:FUNCTION or FILE.py:FUNCTION "
+        "(a function of a uint8 (H, W, 3) RGB image returning a vector, or None: no face)",
+    )
     ap.add_argument("--out", help="write the figures as JSON here too")
     args = ap.parse_args()
+    if args.descriptor and not args.families:
+        sys.exit("bench_kinship: --descriptor scores whole families: give --families DIR too")
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     try:
         report = run_families(args) if args.families else run(args)
     except BabyganError as exc:
         sys.exit(f"bench_kinship: {exc}")
     columns = ("overall",) if args.families else (*kinship.RELATIONS, "overall")
-    print(f"{'':28s}" + "".join(f"{r:>12s}" for r in columns) + "  scored")
-    for row, scores in report["rank"].items():
-        print(f"{row:28s}" + "".join(f"{scores[r]:12.3f}" for r in columns) + f"  {scores['scored']}")
+    tables = [("dlib", report["rank"])]
+    if "second_descriptor" in report:
+        tables.append((report["second_descriptor"]["spec"], report["second_descriptor"]["rank"]))
+    for name, table in tables:
+        print(f"by {name}:\n{'':28s}" + "".join(f"{r:>12s}" for r in columns) + "  scored")
+        for row, scores in table.items():
+            print(f"{row:28s}" + "".join(f"{scores[r]:12.3f}" for r in columns) + f"  {scores['scored']}")
     print(json.dumps({k: v for k, v in report.items() if k != "rank"}, indent=1))
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")

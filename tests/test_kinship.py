@@ -91,6 +91,63 @@ def test_family_folders_are_read_by_role_and_faults_named(tmp_path):
         kinship.read_families(tmp_path / "nowhere")
 
 
+#: a stand-in for the team's second face descriptor: the photo's 8 x 8 grey levels, centred
+TINY_DESCRIPTOR = """
+import numpy as np
+from PIL import Image
+
+
+def describe(image):
+    small = np.asarray(Image.fromarray(image).convert("L").resize((8, 8)), np.float64).ravel()
+    return small - small.mean()
+
+
+def no_face(image):
+    return None
+
+
+def broken(image):
+    return np.ones((2, 2))
+
+
+def grows(image):
+    return np.ones(image.shape[0])
+"""
+
+
+def test_a_second_descriptor_is_loaded_checked_and_normalised(tmp_path):
+    """``bench_kinship.py --descriptor``'s loader: a function from a file or a module, its
+    vectors scaled to unit length, None kept as "no face", and every fault one line."""
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY_DESCRIPTOR)
+    image = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    describe = kinship.SecondDescriptor(f"{path}:describe")
+    v = describe(image, "a.jpg")
+    assert v.shape == (64,) and np.isclose(np.linalg.norm(v), 1.0) and describe.size == 64
+    assert kinship.SecondDescriptor(f"{path}:no_face")(image, "a.jpg") is None
+    stacked = describe.stack([v, None])
+    assert stacked.shape == (2, 64) and np.isnan(stacked[1]).all() and np.array_equal(stacked[0], v)
+    assert kinship.SecondDescriptor("numpy:ravel")(image, "a.jpg").shape == (16 * 16 * 3,)  # a module's
+    for spec, says in [
+        ("describe", "give MODULE:FUNCTION"),
+        (f"{tmp_path / 'nowhere.py'}:describe", "no such file"),
+        (f"{path}:absent", "has no function absent"),
+        ("no_such_module_here:describe", "could not be imported"),
+    ]:
+        with pytest.raises(BabyganError, match=says):
+            kinship.SecondDescriptor(spec)
+    with pytest.raises(BabyganError, match=r"b\.jpg: not a finite, non-zero 1-D vector"):
+        kinship.SecondDescriptor(f"{path}:broken")(image, "b.jpg")
+    grows = kinship.SecondDescriptor(f"{path}:grows")
+    grows(image, "a.jpg")
+    with pytest.raises(BabyganError, match=r"c\.jpg: 8 values where the first image gave 16"):
+        grows(image[:8], "c.jpg")
+    with pytest.raises(
+        BabyganError, match=r"d\.jpg: TypeError: Cannot handle"
+    ):  # the descriptor's own failure, named
+        describe(np.zeros((4, 4, 7), np.uint8), "d.jpg")
+
+
 @pytest.mark.slow
 def test_the_benchmark_scores_whole_families(tmp_path):
     """``bench_kinship.py --families``: the children of real fathers and mothers, ranked among
@@ -105,7 +162,9 @@ def test_the_benchmark_scores_whole_families(tmp_path):
             child_jpg=faces / "tom_cruise.jpg")  # fmt: skip
     out = tmp_path / "families.json"
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_kinship.py"
-    args = ["--families", str(folder), "--encoder-iterations", "2", "--aging-steps", "2", "--out", str(out)]
+    (tmp_path / "tiny_descriptor.py").write_text(TINY_DESCRIPTOR)  # the team's second descriptor's place
+    args = ["--families", str(folder), "--encoder-iterations", "2", "--aging-steps", "2", "--out", str(out),
+            "--descriptor", f"{tmp_path / 'tiny_descriptor.py'}:describe"]  # fmt: skip
     res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -119,6 +178,13 @@ def test_the_benchmark_scores_whole_families(tmp_path):
         assert score["scored"] == 2 and 0.0 <= score["overall"] <= 1.0, row
         assert row in res.stdout
     assert 3.0 < report["read_age"]["child at 5 years"] < report["read_age"]["child, default age"]
+    # the same rows by the second descriptor, over the families it scored in every row
+    second = report["second_descriptor"]
+    assert second["spec"].endswith("tiny_descriptor.py:describe") and "by " + second["spec"] in res.stdout
+    assert list(second["rank"]) == list(report["rank"])
+    for row, score in second["rank"].items():
+        assert score["scored"] == 2 and 0.0 <= score["overall"] <= 1.0, row
+    assert second["spread"]["real children"] > 0.0
 
     res = subprocess.run([sys.executable, str(script), "--families", str(folder / "a")],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
