@@ -63,10 +63,12 @@ def main() -> None:
     args = ap.parse_args()
     start_load = [round(x, 2) for x in os.getloadavg()]
 
+    from babygan import backend
+
+    backend.start()  # as the commands run TensorFlow (oneDNN on AVX2-only CPUs), before Keras
     import keras
     from keras import ops
 
-    from babygan import backend
     from babygan.encoder import EncoderSettings
     from babygan.encoder.images import caffe_preprocess
     from babygan.encoder.perceptual import logcosh_per_image, msssim_loss_per_image, vgg16_features

@@ -43,7 +43,9 @@ _NOISE = re.compile(
 
 
 def name() -> str:
-    """The Keras backend this process runs: "tensorflow", "jax" or "torch"."""
+    """The Keras backend this process runs: "tensorflow", "jax" or "torch" (started here, as
+    ``ensure_started`` does, where nothing has imported Keras yet)."""
+    ensure_started()
     import keras
 
     return keras.backend.backend()
@@ -180,14 +182,19 @@ def _optional_jax_refused() -> Iterator[None]:
 
 def ensure_started() -> None:
     """``start()`` unless this process has Keras already: the one place that starts the backend
-    for babygan's commands and models (its device line is said once per process)."""
+    for babygan's commands and models (its device line is said once per process). The models
+    call it before they first import Keras, so the Python API runs TensorFlow as the commands do:
+    with oneDNN on CPUs with AVX2 only (``onednn.prefer``), without its start-up chatter."""
     if "keras" not in sys.modules:
         start()
 
 
 def _devices() -> list[str]:
-    """Names of the GPUs the backend sees (empty on a CPU-only machine)."""
-    backend = name()
+    """Names of the GPUs the backend sees (empty on a CPU-only machine). Imports Keras itself:
+    ``start`` calls it to import Keras, so it must not go through ``name``."""
+    import keras
+
+    backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -42,9 +42,11 @@ class IdentityNet:
         compute_dtype: str = "float32",
         graphs: GraphStore | None = None,
     ) -> None:
+        from babygan import backend
+
+        backend.ensure_started()  # before Keras is first imported
         from keras import ops
 
-        from babygan import backend
         from babygan.identity.network import COMPUTE_DTYPES, stride_one_kernels
 
         if compute_dtype not in COMPUTE_DTYPES:

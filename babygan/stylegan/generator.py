@@ -60,9 +60,11 @@ class _Runtime:
     def __init__(
         self, config: GeneratorConfig, params: dict[str, np.ndarray], dtype: str, graphs: GraphStore | None
     ) -> None:
+        from babygan import backend
+
+        backend.ensure_started()  # before Keras is first imported (the Python API's first model)
         from keras import ops
 
-        from babygan import backend
         from babygan.stylegan import image_encoder, network
 
         def jit(fn: Any, what: str) -> Any:
