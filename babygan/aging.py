@@ -328,30 +328,42 @@ class AgeEditor:
         return named
 
     def warm(self, n: int) -> None:
-        """Pay the one-off costs of the step for a batch of ``n`` faces now: its tracing, the
-        graph optimisation of its first run and the kernels' set-up (about 2 s on a 2-core CPU),
-        by one step on zeros; and those of :meth:`anchors`' graphs (the render of ``n`` blends,
-        the descriptors of their chips). The same graphs run later, so no result changes.
-        ``pipeline.predict`` does this in a second thread while the photos are aligned and
-        encoded. Once per batch size."""
+        """Pay the one-off costs of the step for ``n`` faces now (at each of :meth:`batches`'
+        sizes): its tracing, the graph optimisation of its first run and the kernels' set-up
+        (about 2 s on a 2-core CPU), by one step on zeros; and those of :meth:`anchors`' graphs
+        (the render of ``n`` blends, the descriptors of their chips). The same graphs run later,
+        so no result changes. ``pipeline.predict`` does this in a second thread while the photos
+        are aligned and encoded. Once per batch size."""
         from babygan.identity.chip import CHIP_SIZE
 
-        if n < 1 or n in self._warm:
+        if n < 1 or self.is_warm(n):
             return
         points = CHIP_SIZE * CHIP_SIZE
-        zeros = {
-            "id_idx": np.zeros((n, points, 4), np.int32),
-            "id_wts": np.zeros((n, points, 4), np.float32),
-            "id_desc": np.zeros((n, 128), np.float32),
-        }
-        start = np.zeros((n, int(self.G.num_layers), int(self.G.w_dim)), np.float32)
-        self.edit(start, [0.0] * n, AgingSettings(steps=0), latent.DEFAULT_EDIT_LAYERS, zeros)
-        self.G.synthesis(start)
+        for size in dict.fromkeys(self.batches(n)):
+            if size in self._warm:
+                continue
+            zeros = {
+                "id_idx": np.zeros((size, points, 4), np.int32),
+                "id_wts": np.zeros((size, points, 4), np.float32),
+                "id_desc": np.zeros((size, 128), np.float32),
+            }
+            start = np.zeros((size, int(self.G.num_layers), int(self.G.w_dim)), np.float32)
+            self.edit(start, [0.0] * size, AgingSettings(steps=0), latent.DEFAULT_EDIT_LAYERS, zeros)
+        self.G.synthesis(np.zeros((n, int(self.G.num_layers), int(self.G.w_dim)), np.float32))
         self.identity.net.describe(np.zeros((n, CHIP_SIZE, CHIP_SIZE, 3), np.float32))
 
     def is_warm(self, n: int) -> bool:
-        """Whether the step has run for a batch of ``n`` faces (by :meth:`warm` or an edit)."""
-        return n in self._warm
+        """Whether the step has run for ``n`` faces (at each of :meth:`batches`' sizes, by
+        :meth:`warm` or an edit)."""
+        return all(size in self._warm for size in self.batches(n))
+
+    def batches(self, n: int) -> list[int]:
+        """The batch sizes in which :meth:`edit` refines ``n`` faces: at most the generator's
+        minibatch at a time, its bound on the largest activation. The step's gradient keeps
+        every layer's activations, about 0.6 GB a face at 1024 px, so a 19-frame sweep in one
+        batch took 13 GB there; on the built-in 128 px model (minibatch 32) a sweep is one batch."""
+        k = max(1, int(self.G.minibatch))
+        return [k] * (n // k) + ([n % k] if n % k else [])
 
     def anchors(
         self, blends: np.ndarray, parents: tuple[np.ndarray, np.ndarray, float] | None = None
@@ -388,13 +400,47 @@ class AgeEditor:
         while holding the descriptors of ``anchors`` (:meth:`anchors` of the blends): returns
         (dlatents float32 (N, L, D), the attribute network's reading of each, float32 (N,)).
         The dlatents kept are each face's lowest loss over the steps; only ``layers`` move.
-        ``progress``: a tqdm bar (stderr), as the encoder shows; on FFHQ a sweep's aging takes
-        minutes on a CPU."""
+        Each face is refined on its own (its loss and Adam's state are its own), in the batches
+        of :meth:`batches`. ``progress``: a tqdm bar (stderr), as the encoder shows; on FFHQ a
+        sweep's aging takes minutes on a CPU."""
+        start = np.asarray(start, np.float32)
+        n = start.shape[0]
+        target = np.asarray(years, np.float32).reshape(n)
+        sizes = self.batches(n)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=(settings.steps + 1) * len(sizes), desc="age", unit="it", leave=False)
+        out_w, out_read, lo = [], [], 0
+        try:
+            for size in sizes:
+                part = slice(lo, lo + size)
+                held = {k: np.asarray(v)[part] for k, v in anchors.items()}
+                w, read = self._edit_batch(start[part], target[part], settings, layers, held, bar, n)
+                out_w.append(w)
+                out_read.append(read)
+                lo += size
+        finally:
+            if bar is not None:
+                bar.close()
+        return np.concatenate(out_w), np.concatenate(out_read)
+
+    def _edit_batch(
+        self,
+        start: np.ndarray,
+        target: np.ndarray,
+        settings: AgingSettings,
+        layers: int,
+        anchors: dict[str, np.ndarray],
+        bar: Any,
+        faces: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`edit` of one batch: start float32 (B, L, D), target float32 (B,); ``bar`` a
+        tqdm bar or None, ``faces`` the whole edit's count (for the bar)."""
         from keras import ops
 
-        start = np.asarray(start, np.float32)
         n, num_layers, w_dim = start.shape
-        target = np.asarray(years, np.float32).reshape(n)
         feats = {k: ops.convert_to_tensor(v) for k, v in anchors.items()}
         feats["weight"] = ops.convert_to_tensor(np.float32(settings.identity_weight))
         feats["prior"] = ops.convert_to_tensor(np.float32(settings.prior_weight))
@@ -414,26 +460,17 @@ class AgeEditor:
             ops.convert_to_tensor(mask), ops.convert_to_tensor(target), feats,
         )  # fmt: skip
         lr = ops.convert_to_tensor(np.float32(settings.lr))
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=settings.steps + 1, desc="age", unit="it", leave=False)
-        try:
-            for t in range(1, settings.steps + 2):  # the last pass only scores the last update
-                step = ops.convert_to_tensor(np.float32(t))
-                x, m, v, per_image, read, w = self._step(x, m, v, step, lr, *args)
-                per_image = ops.convert_to_numpy(per_image)
-                better = per_image < best_loss
-                best_loss = np.where(better, per_image, best_loss)
-                best_w[better] = ops.convert_to_numpy(w)[better]
-                best_read[better] = ops.convert_to_numpy(read)[better]
-                if bar is not None:
-                    bar.set_postfix(children=n, read=f"{float(np.nanmean(best_read)):.1f}y", refresh=False)
-                    bar.update(1)
-        finally:
+        for t in range(1, settings.steps + 2):  # the last pass only scores the last update
+            step = ops.convert_to_tensor(np.float32(t))
+            x, m, v, per_image, read, w = self._step(x, m, v, step, lr, *args)
+            per_image = ops.convert_to_numpy(per_image)
+            better = per_image < best_loss
+            best_loss = np.where(better, per_image, best_loss)
+            best_w[better] = ops.convert_to_numpy(w)[better]
+            best_read[better] = ops.convert_to_numpy(read)[better]
             if bar is not None:
-                bar.close()
+                bar.set_postfix(children=faces, read=f"{float(np.nanmean(best_read)):.1f}y", refresh=False)
+                bar.update(1)
         self._warm.add(n)
         return best_w, best_read
 

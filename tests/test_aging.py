@@ -204,6 +204,38 @@ def test_aging_shows_its_progress_unless_quiet(session, parents, monkeypatch, ca
     assert "encode" not in err  # the parents' codes were remembered
 
 
+@pytest.mark.slow
+def test_many_faces_are_aged_in_batches_the_generator_bounds(session):
+    """The ager refines at most the generator's minibatch of faces at a time (at 1024 px one
+    batch of a 19-frame sweep held 13 GB; in batches of two, 3.2 GB), each face on its own: the
+    faces come out as they do in batches of their own. The built-in model's sweep stays one batch."""
+    from babygan.aging import AgeEditor
+    from babygan.stylegan import Generator
+
+    G = session.generator
+    assert session.ager.batches(19) == [19]
+    small = Generator(G.config, G.params, source_sha256=G.source_sha256, minibatch=2, info=G.info)
+    ager = AgeEditor(
+        small, session.ager.attributes, crop_ratio=session.ager.crop_ratio, precision=session.precision,
+        identity=session.identity_term(session.precision),
+    )  # fmt: skip
+    assert ager.batches(5) == [2, 2, 1] and ager.batches(2) == [2]
+    w = small.mapping(np.random.default_rng(0).standard_normal((5, G.z_dim)).astype(np.float32))
+    anchors = ager.anchors(w)
+    assert not ager.is_warm(1)
+    settings, years = AgingSettings(steps=2), [4.0, 8.0, 12.0, 20.0, 30.0]
+    together = ager.edit(w, years, settings, latent.DEFAULT_EDIT_LAYERS, anchors)
+    assert ager.is_warm(5) and ager.is_warm(3)  # batches of 2 and of 1 have run
+    parts = [slice(0, 2), slice(2, 4), slice(4, 5)]
+    apart = [
+        ager.edit(w[p], years[p], settings, latent.DEFAULT_EDIT_LAYERS, {k: v[p] for k, v in anchors.items()})
+        for p in parts
+    ]
+    assert np.array_equal(together[0], np.concatenate([a[0] for a in apart]))
+    assert np.array_equal(together[1], np.concatenate([a[1] for a in apart]))
+    assert together[0].shape == w.shape and together[1].shape == (5,)
+
+
 def test_an_identity_term_of_another_precision_is_refused():
     from tiny_generator import tiny_generator
 
