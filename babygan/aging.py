@@ -361,7 +361,8 @@ class AgeEditor:
         """The batch sizes in which :meth:`edit` refines ``n`` faces: at most the generator's
         minibatch at a time, its bound on the largest activation. The step's gradient keeps
         every layer's activations, about 0.6 GB a face at 1024 px, so a 19-frame sweep in one
-        batch took 13 GB there; on the built-in 128 px model (minibatch 32) a sweep is one batch."""
+        batch would take about 13 GB there; on the built-in 128 px model (minibatch 32) a sweep
+        is one batch."""
         k = max(1, int(self.G.minibatch))
         return [k] * (n // k) + ([n % k] if n % k else [])
 

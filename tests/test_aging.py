@@ -206,9 +206,10 @@ def test_aging_shows_its_progress_unless_quiet(session, parents, monkeypatch, ca
 
 @pytest.mark.slow
 def test_many_faces_are_aged_in_batches_the_generator_bounds(session):
-    """The ager refines at most the generator's minibatch of faces at a time (at 1024 px one
-    batch of a 19-frame sweep held 13 GB; in batches of two, 3.2 GB), each face on its own: the
-    faces come out as they do in batches of their own. The built-in model's sweep stays one batch."""
+    """The ager refines at most the generator's minibatch of faces at a time (at 1024 px a
+    face's step holds 0.6 GB: about 13 GB for a 19-frame sweep in one batch, 3.2 GB in twos),
+    each face on its own: the faces come out as they do in batches of their own. The built-in
+    model's sweep stays one batch."""
     from babygan.aging import AgeEditor
     from babygan.stylegan import Generator
 
