@@ -8,7 +8,10 @@ weights, the directions are the real BabyGAN files where ../shared/directions ha
 The full default encode (EncoderSettings().iterations) takes long on a CPU, so by default it is timed
 at a few iterations and extrapolated: per-iteration time from a warm run of
 ``--iterations-b`` steps, the one-off cost (graph tracing, the first step) from a cold run
-of ``--iterations-a`` steps. ``--full`` runs the real 100 instead.
+of ``--iterations-a`` steps. ``--full`` runs the whole default encode instead.
+``child_render_and_resemblance_s`` is the child once its parents are encoded: the blend, the
+aging that keeps the likeness (its step traced on first use, then the default steps), the
+render and the resemblance; the sweep's figure includes every frame's aging.
 
     python scripts/bench_predict.py [--perceptual pixel|vgg16] [--precision fp32|bf16] [--full]
     KERAS_BACKEND=jax python scripts/bench_predict.py ...
