@@ -1,6 +1,7 @@
 """How good a face model is on real faces: the figures of the built-in model's card.
 
-- the share of samples in which dlib finds a face;
+- the share of samples in which dlib's HOG detector finds a face (HOG alone, as the card's
+  earlier figures were measured: ``resemblance`` also asks dlib's CNN detector);
 - the Fréchet distance between samples and held-out real faces in dlib's 128-d face
   descriptor space, beside the same distance between two halves of the real faces (the floor);
 - how the age direction moves the attribute network's estimate (requested vs estimated years);
@@ -32,7 +33,7 @@ DESCRIBE_SIZE = 160
 def describe_faces(images: np.ndarray, describer: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, S, S, 3) -> (descriptors float64 (M, 128) of the faces found, found bool (N,))."""
 
-    describer = describer or FaceDescriber()
+    describer = describer or FaceDescriber(cnn_fallback=False)
     vectors, found = [], np.zeros(len(images), bool)
     for i, image in enumerate(images):
         if image.shape[0] < DESCRIBE_SIZE:
@@ -86,7 +87,7 @@ def model_quality(
     if fake is None:
         fake = sample_images(G, max(samples, face_samples), seed=seed, truncation_psi=truncation_psi)
 
-    describer = FaceDescriber()
+    describer = FaceDescriber(cnn_fallback=False)
     vecs, found = describe_faces(fake, describer)  # each sample looked at once
     fake_vecs = vecs[: int(found[:samples].sum())]  # the descriptors of the first ``samples``
     rate_found = found[:face_samples]

@@ -21,6 +21,8 @@ LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 LANDMARKS_5 = "shape_predictor_5_face_landmarks.dat"
 #: dlib's face recognition ResNet: the 128-D descriptor
 FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
+#: dlib's CNN (MMOD) face detector: where the HOG detector misses a soft or old face
+CNN_FACE_DETECTOR = "mmod_human_face_detector.dat"
 
 
 def shipped_model_file(name: str) -> Path:

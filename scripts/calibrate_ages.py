@@ -6,11 +6,12 @@ is the calibration (babygan/aging.py ``AgeCalibration``), written as ``age_calib
 into the model's directions folder (or --out). Then every requested age is made as
 ``predict`` makes it (calibrated edit + likeness-held refinement) from the samples, and the
 table requested vs read is printed; ``years_range`` is the span where the reading stays
-within the issue's bounds (3 years up to 18, 5 years above) and dlib finds a face in at least
-80 % of the children (MIN_FACE_RATE).
+within the issue's bounds (3 years up to 18, 5 years above) and the child's resemblance finds a
+face (dlib's HOG detector, then its CNN one) in at least 80 % of the children (MIN_FACE_RATE).
 
     python scripts/calibrate_ages.py                       # the built-in model, in place
     python scripts/calibrate_ages.py --model m.npz --out dirs/ --samples 128
+    python scripts/calibrate_ages.py --check-only --check-samples 16    # keep it, check the range
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,21 +33,19 @@ sys.path.insert(0, str(ROOT))
 from babygan.aging import AgeCalibration, AgingSettings  # noqa: E402
 from babygan.latent import Age  # noqa: E402
 
-#: an age is in range only where dlib still finds a face in this share of the children, as written
-#: (the 64 px model draws old faces poorly: 0.81-0.88 of them from 40 to 60 years, 0.59-0.75 above)
+#: an age is in range only where the child's resemblance still finds a face in this share of the
+#: children (the 64 px model drew old faces poorly: HOG found 0.81-0.88 of them from 40 to 60
+#: years, 0.59-0.75 above)
 MIN_FACE_RATE = 0.8
 
 
-def face_rate(images: np.ndarray) -> float:
-    """The share of uint8 (N, R, R, 3) faces in which dlib's HOG detector finds a face once
-    they are enlarged to at least 256 px, as predict writes them."""
-    import dlib
-
+def face_rate(images: np.ndarray, describer: Any) -> float:
+    """The share of uint8 (N, R, R, 3) faces in which ``resemblance`` finds a face (dlib's HOG
+    detector, then its CNN detector), once they are enlarged to at least 256 px."""
     from babygan.render import resize
 
-    detector = dlib.get_frontal_face_detector()
     size = max(256, images.shape[1])
-    return float(np.mean([len(detector(np.ascontiguousarray(resize(im, size)), 1)) > 0 for im in images]))
+    return float(np.mean([describer.describe(resize(im, size)).vector is not None for im in images]))
 
 
 def bound(years: float) -> float:
@@ -61,9 +61,15 @@ def main() -> None:
     ap.add_argument("--ages", default="0,1,2,3,5,7,10,12,15,18,22,26,30,35,40,45,50,55,60,65,70,75,80")
     ap.add_argument("--out", help="folder for age_calibration.json (default: the model's directions folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--check-only",
+        action="store_true",
+        help="keep the folder's calibration: only check the requested ages and rewrite years_range",
+    )
     args = ap.parse_args()
 
     from babygan.pipeline import EditOptions, age_children
+    from babygan.resemblance import FaceDescriber
     from babygan.session import Session
     from babygan.stylegan import to_uint8
 
@@ -85,20 +91,27 @@ def main() -> None:
     def synthesize(x: np.ndarray) -> np.ndarray:
         return to_uint8(G.synthesis(x))
 
-    calibration = AgeCalibration.measure(
-        synthesize,
-        direction,
-        read_age,
-        w,
-        source=f"{args.samples} samples of {args.model} at truncation 0.7, read by the attribute network",
-    )
-    print(f"calibration measured in {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.check_only:
+        kept = AgeCalibration.load(folder)
+        if kept is None:
+            raise SystemExit(f"{folder}: no age_calibration.json to check; run without --check-only")
+        calibration = kept
+    else:
+        calibration = AgeCalibration.measure(
+            synthesize,
+            direction,
+            read_age,
+            w,
+            source=f"{args.samples} samples of {args.model} at truncation 0.7, read by the attribute network",
+        )
+        print(f"calibration measured in {time.time() - t0:.0f} s", file=sys.stderr)
 
     # requested vs read, as predict makes each age: a new session reads the calibration saved
     calibration.save(folder)
     session = Session(args.model, directions_dir=args.out, offline=True, progress=False)
     checked = w[: args.check_samples]
     opts = EditOptions()
+    describer = FaceDescriber()
     rows = []
     for years in (float(a) for a in args.ages.split(",")):
         age = session.resolve_age(Age.years(years))
@@ -111,7 +124,7 @@ def main() -> None:
             reads = read_age(images)
             row = {"requested": years, "method": method, "coefficient": round(age.coefficient, 3)}
             row.update(read_mean=round(float(reads.mean()), 2), read_sd=round(float(reads.std()), 2))
-            row["face_rate"] = round(face_rate(images), 3)
+            row["face_rate"] = round(face_rate(images, describer), 3)
             rows.append(row)
         print(json.dumps(rows[-2:]), file=sys.stderr, flush=True)
     held = [r for r in rows if r["method"] == "likeness-held"]

@@ -56,16 +56,17 @@ def _refused(call: Any, text: str) -> None:
 
 
 def _faces(image: np.ndarray) -> int:
-    import dlib
+    """1 where the child's resemblance finds a face (dlib's HOG detector, then its CNN one)."""
+    from babygan.resemblance import FaceDescriber
 
-    return len(dlib.get_frontal_face_detector()(np.ascontiguousarray(image), 1))
+    return int(FaceDescriber().describe(image).vector is not None)
 
 
 # --------------------------------------------------------------------------- the ranges
 
 
 def test_one_place_knows_each_range_and_words_the_error() -> None:
-    assert _fresh().edit_ranges == BUILTIN_RANGES  # its calibration's 0..50 years
+    assert _fresh().edit_ranges == BUILTIN_RANGES  # its calibration's 0..80 years
     assert Session("ffhq").edit_ranges is DEFAULT_RANGES  # any other model: the defaults, for now
     assert DEFAULT_RANGES.age == (0.0, 80.0) and DEFAULT_RANGES.shift_range("gender") == (-10.0, 10.0)
     assert BUILTIN_RANGES.shift_range("gender") == (-5.0, 5.0) and BUILTIN_RANGES.shift_range("smile") == (
@@ -107,7 +108,7 @@ def test_python_api_refuses_nan_at_once_and_out_of_range_before_any_photo_is_enc
         _refused(make, text)
     session = _fresh()
     for options, text in [
-        (ChildOptions(age=1000), f"age: 1000 is outside 0 to 50 years, {BUILTIN}"),
+        (ChildOptions(age=1000), f"age: 1000 is outside 0 to 80 years, {BUILTIN}"),
         (ChildOptions(age=Age.coeff(-194)), "age_coeff: -194 is outside -6 to 6"),
         (ChildOptions(shifts=(("gender", 50.0),)), "shift gender: 50 is outside -5 to 5 (a coefficient on"),
     ]:
@@ -131,7 +132,7 @@ def _error_line(result: Any) -> str:
 @pytest.mark.parametrize(
     ("args", "text"),
     [
-        (["--age", "1000"], f"Error: --age: 1000 is outside 0 to 50 years, {BUILTIN}"),
+        (["--age", "1000"], f"Error: --age: 1000 is outside 0 to 80 years, {BUILTIN}"),
         (
             ["--age-coeff", "-194"],
             f"Error: --age-coeff: -194 is outside -6 to 6 (a coefficient on the age direction), {BUILTIN}",
@@ -157,9 +158,9 @@ def test_cli_predict_names_the_option_and_writes_nothing(parents, tmp_path, args
 def test_cli_age_sweep_and_batch_name_their_options(parents, tmp_path) -> None:
     out = tmp_path / "out"
     for args, text in [
-        (["--ages", "1:1000:2"], "Error: --ages: 1000 is outside 0 to 50 years"),
+        (["--ages", "1:1000:2"], "Error: --ages: 1000 is outside 0 to 80 years"),
         (["--coeffs", "-8:0:4"], "Error: --coeffs: -8 is outside -6 to 6"),
-        (["--ages", "nan:50:3"], "Error: --ages: nan is not a finite number; allowed: 0 to 50 years"),
+        (["--ages", "nan:50:3"], "Error: --ages: nan is not a finite number; allowed: 0 to 80 years"),
         (["--gender-shift", "-50"], "Error: --gender-shift: -50 is outside -5 to 5"),
     ]:
         result = CliRunner().invoke(main, ["age-sweep", *map(str, parents), "-o", str(out), *CLI, *args])
@@ -167,7 +168,7 @@ def test_cli_age_sweep_and_batch_name_their_options(parents, tmp_path) -> None:
     csv = tmp_path / "pairs.csv"
     csv.write_text("father,mother\n{},{}\n".format(*parents))
     result = CliRunner().invoke(main, ["batch", str(csv), "-o", str(out), *CLI, "--age", "1000"])
-    assert result.exit_code == 1 and _error_line(result).startswith("Error: --age: 1000 is outside 0 to 50")
+    assert result.exit_code == 1 and _error_line(result).startswith("Error: --age: 1000 is outside 0 to 80")
     # a range click parses itself is a usage error (exit 2)
     result = CliRunner().invoke(
         main, ["predict", *map(str, parents), "-o", str(out), *CLI, "--children", "100"]
@@ -194,10 +195,10 @@ def test_a_batch_row_out_of_range_fails_alone(parents, session, tmp_path) -> Non
     rows = batch.run_batch(csv, out, ChildOptions(resemblance=False, estimate=False), session)
     assert [r.ok for r in rows] == [True, False, False, False, False]
     assert [r.error for r in rows[1:]] == [
-        f"pairs.csv line 3, column age: 1000 is outside 0 to 50 years, {BUILTIN}",
+        f"pairs.csv line 3, column age: 1000 is outside 0 to 80 years, {BUILTIN}",
         "pairs.csv line 4, column gender_shift: 50 is outside -5 to 5 (a coefficient on the gender "
         f"direction), {BUILTIN}",
-        f"pairs.csv line 5, column age: nan is not a finite number; allowed: 0 to 50 years, {BUILTIN}",
+        f"pairs.csv line 5, column age: nan is not a finite number; allowed: 0 to 80 years, {BUILTIN}",
         "pairs.csv line 6, column genes: inf is not a finite number; allowed: 0 to 1 (the share of the "
         "mother: 0 = all father, 1 = all mother)",
     ]
@@ -240,12 +241,12 @@ def test_the_page_api_answers_400_naming_the_field(parents, session, tmp_path) -
     ids = [service.add_photo(p.read_bytes(), p.name)["id"] for p in parents]
     who = f'"father": {{"photo": "{ids[0]}"}}, "mother": {{"photo": "{ids[1]}"}}'
     for route, fields, text in [
-        ("/api/predict", '"age": 1e9', f"age: 1e+09 is outside 0 to 50 years, {BUILTIN}"),
+        ("/api/predict", '"age": 1e9', f"age: 1e+09 is outside 0 to 80 years, {BUILTIN}"),
         ("/api/predict", '"shifts": {"gender": 50}', "shifts.gender: 50 is outside -5 to 5"),
         (
             "/api/predict",
             '"age": NaN',
-            "age: nan is not a finite number; allowed: 0 to 50 years",
+            "age: nan is not a finite number; allowed: 0 to 80 years",
         ),  # json.loads takes NaN
         ("/api/sweep", '"shifts": {"gender": -Infinity}', "shifts.gender: -inf is not a finite number"),
     ]:
@@ -253,7 +254,8 @@ def test_the_page_api_answers_400_naming_the_field(parents, session, tmp_path) -
         assert status == 400 and answer["error"].startswith(text), answer
     assert list((tmp_path / "work" / "results").iterdir()) == []
     status, info = _asgi(app, "GET", "/api/info")
-    assert status == 200 and info["age"]["max"] == 50.0  # the sliders stay within the model's ranges
+    # the sliders stay within the model's ranges: its 0 to 80 years, met with the page's own 0 to 60
+    assert status == 200 and info["age"]["max"] == 60.0
 
 
 # --------------------------------------------------------------------------- the limits themselves
