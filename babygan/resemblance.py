@@ -22,7 +22,7 @@ from babygan.shipped_models import CNN_FACE_DETECTOR, FACE_DESCRIPTOR, LANDMARKS
 #: dlib's usual "same person" threshold on the descriptor distance
 SAME_PERSON_DISTANCE = 0.6
 #: the CNN detector searches the image scaled to this shorter side (px): a model's face fills its
-#: frame, and the detector's cost grows with the pixels (about 0.15 s at 128 px on 2 cores)
+#: frame, and the detector's cost grows with the pixels (about 0.25 s a search here on 2 cores)
 CNN_SEARCH_SIZE = 160
 
 
