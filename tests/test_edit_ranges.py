@@ -55,11 +55,12 @@ def _refused(call: Any, text: str) -> None:
     assert str(caught.value).startswith(text), str(caught.value)
 
 
-def _faces(image: np.ndarray) -> int:
-    """1 where the child's resemblance finds a face (dlib's HOG detector, then its CNN one)."""
+def _faces(images: list[np.ndarray]) -> list[int]:
+    """1 for each child where resemblance finds a face (dlib's HOG detector, then its CNN one)."""
     from babygan.resemblance import FaceDescriber
 
-    return int(FaceDescriber().describe(image).vector is not None)
+    describer = FaceDescriber()
+    return [int(describer.describe(image).vector is not None) for image in images]
 
 
 # --------------------------------------------------------------------------- the ranges
@@ -265,13 +266,12 @@ def test_the_limits_still_make_a_face(parents, session) -> None:
     """Each limit of Session.edit_ranges (whatever they are set to) gives a child dlib finds, at 256 px."""
     ranges = session.edit_ranges
     ages = [Age.years(a) for a in ranges.age] + [Age.coeff(c) for c in ranges.age_coeff]
-    found = {}
     sweep = age_sweep(*parents, EditOptions(), session, ages=ages)
-    for label, frame in zip(sweep.labels(), sweep.frames, strict=True):
-        found[f"age {label}"] = _faces(frame)
+    labels, children = [f"age {label}" for label in sweep.labels()], list(sweep.frames)
     for gender in ranges.shift_range("gender"):
         edit = EditOptions(shifts=(("gender", gender),))
-        child = age_sweep(*parents, edit, session, ages=[Age.years(10)]).frames[0]  # the default age
-        found[f"gender {gender:+g}"] = _faces(child)
+        children.append(age_sweep(*parents, edit, session, ages=[Age.years(10)]).frames[0])  # the default age
+        labels.append(f"gender {gender:+g}")
+    found = dict(zip(labels, _faces(children), strict=True))
     assert found == dict.fromkeys(found, 1), found  # six limits, one face each
     assert len(found) == 6
